@@ -1,0 +1,136 @@
+"""The ``llmkb`` command: one subcommand per stage, plus pipeline, examples, docs, doctor, bench.
+
+In: command-line arguments. Out: whatever the subcommand writes (run folders, the site, a report).
+
+    llmkb pipeline [--run NAME] [--profile quick|default]
+    llmkb corpus | tokenizer [--run NAME] [--profile ...] [stage options]
+    llmkb examples [list] | llmkb examples run NAME [--profile quick]
+    llmkb docs build | serve [--profile ...] [--port 8000]
+    llmkb doctor
+    llmkb bench tokenizer [--megabytes 10] [--vocab-size 4096] [--out bench.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from llmkb.stages import PROFILES, RunDir
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", default=None, help="run name: artifacts go to runs/<run>/ (default: the profile's name)")
+    parser.add_argument("--runs-root", default="runs", help="folder that holds the runs (default: runs)")
+    parser.add_argument("--profile", choices=PROFILES, default="default", help="quick (tests, CI) or default (the main job)")
+
+
+def _run_dir(args) -> RunDir:
+    return RunDir.named(args.run or args.profile, args.runs_root)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmkb", description="Build a tiny LLM stage by stage, and the site that explains it.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pipeline", help="run every stage on the embedded default and print the report card")
+    _run_options(p)
+
+    p = sub.add_parser("corpus", help="build the embedded default corpus")
+    _run_options(p)
+    p.add_argument("--target-bytes", type=int, default=None, help="corpus size in UTF-8 bytes")
+
+    p = sub.add_parser("tokenizer", help="train the byte-level BPE tokenizer (from scratch; saved in HF format too)")
+    _run_options(p)
+    p.add_argument("--vocab-size", type=int, default=None, help="256 bytes + merges + special tokens")
+    p.add_argument("--input", action="append", default=None, metavar="FILE", help="train on UTF-8 text files instead of the run's corpus")
+
+    p = sub.add_parser("examples", help="list the page examples, or run one")
+    ex = p.add_subparsers(dest="action")
+    ex.add_parser("list", help="list the examples and their titles")
+    r = ex.add_parser("run", help="run one example as a script, as a reader would")
+    r.add_argument("name")
+    _run_options(r)
+
+    p = sub.add_parser("docs", help="build the site with real outputs, or build and serve it")
+    p.add_argument("action", choices=["build", "serve"])
+    _run_options(p)
+    p.add_argument("--site-dir", default="site")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--force", action="store_true", help="rerun every example even if its inputs did not change")
+
+    sub.add_parser("doctor", help="versions, device, and what is missing")
+
+    p = sub.add_parser("bench", help="speed benchmarks that write JSON")
+    p.add_argument("what", choices=["tokenizer"])
+    p.add_argument("--megabytes", type=float, default=10.0, help="corpus size to benchmark on")
+    p.add_argument("--vocab-size", type=int, default=4096)
+    p.add_argument("--out", default=None, help="write the results as JSON here too")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+        print(f"llmkb {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args) -> int:
+    if args.command == "pipeline":
+        from llmkb.pipeline import run_pipeline
+
+        run_pipeline(_run_dir(args), args.profile)
+    elif args.command in ("corpus", "tokenizer"):
+        from llmkb.stages import run_stage
+
+        overrides = {
+            "corpus": lambda: {"target_bytes": args.target_bytes},
+            "tokenizer": lambda: {"vocab_size": args.vocab_size, "inputs": args.input},
+        }[args.command]()
+        metrics = run_stage(args.command, _run_dir(args), args.profile, **overrides)
+        print(json.dumps(metrics, indent=2))
+    elif args.command == "examples":
+        return _examples(args)
+    elif args.command == "docs":
+        from llmkb import docs_site
+
+        site = docs_site.build(
+            Path.cwd(), Path(args.site_dir), args.profile, args.run, Path(args.runs_root), force=args.force
+        )
+        print(f"built {site}")
+        if args.action == "serve":
+            docs_site.serve(site, port=args.port)
+    elif args.command == "doctor":
+        from llmkb.doctor import report
+
+        print(report())
+    elif args.command == "bench":
+        from llmkb.corpus import build_corpus
+        from llmkb.tokenizer.bench import run_benchmark
+
+        texts = [d["text"] for d in build_corpus(int(args.megabytes * 1e6))]
+        results = run_benchmark(texts, args.vocab_size)
+        print(json.dumps(results, indent=2))
+        if args.out:
+            from llmkb.io import write_json
+
+            write_json(args.out, results)
+    return 0
+
+
+def _examples(args) -> int:
+    from llmkb.examples import example_env, get_example, list_examples, run_script
+
+    if args.action in (None, "list"):
+        for example in list_examples():
+            print(f"{example.name:24} {example.title}")
+        print("\nrun one with: llmkb examples run NAME [--profile quick]")
+        return 0
+    example = get_example(args.name)
+    run = _run_dir(args)
+    env = example_env(args.profile, run.root.name, run.root.parent, example.path.parents[1] / "docs" / "generated")
+    return run_script(example, env).returncode

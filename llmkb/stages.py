@@ -1,0 +1,108 @@
+"""The stage registry and run folders: how stages hand off through files.
+
+In: a stage name, a run name and a profile. Out: ``runs/<run>/<stage>/`` holding the stage's
+artifacts, the ``config.json`` it ran with and the ``metrics.json`` of its key numbers.
+
+Every stage module registers itself with :func:`register`; ``STAGE_MODULES`` lists them in
+pipeline order, so importing this module stays cheap (torch is imported only when a stage runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmkb.io import read_json, write_json
+
+# Pipeline order. Each module calls register() at import time.
+STAGE_MODULES = ["llmkb.corpus", "llmkb.tokenizer.stage"]
+
+#: Profiles every config understands: "quick" for tests and CI, "default" for the main job.
+PROFILES = ("quick", "default")
+
+
+@dataclass
+class Stage:
+    name: str  # also the folder name under runs/<run>/
+    summary: str  # one line for `llmkb --help` and the report card
+    config_cls: type  # a dataclass; its defaults are the "default" profile
+    run: Callable[[Any, "RunDir"], dict]  # (config, run dir) -> key numbers for the report card
+    needs: tuple[str, ...] = ()  # stages whose artifacts this one reads by default (run.require names them)
+    profiles: dict[str, dict] = dataclasses.field(default_factory=dict)  # profile -> field overrides
+
+    def config(self, profile: str = "default", **overrides) -> Any:
+        """The stage's config for ``profile``, with explicit ``overrides`` applied last."""
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        fields = {**self.profiles.get(profile, {}), **{k: v for k, v in overrides.items() if v is not None}}
+        return self.config_cls(**fields)
+
+
+_REGISTRY: dict[str, Stage] = {}
+
+
+def register(stage: Stage) -> Stage:
+    _REGISTRY[stage.name] = stage
+    return stage
+
+
+def stages() -> list[Stage]:
+    """All stages in pipeline order."""
+    for module in STAGE_MODULES:
+        importlib.import_module(module)
+    return list(_REGISTRY.values())
+
+
+def get_stage(name: str) -> Stage:
+    by_name = {s.name: s for s in stages()}
+    if name not in by_name:
+        raise KeyError(f"no stage named {name!r}; stages: {', '.join(by_name)}")
+    return by_name[name]
+
+
+@dataclass
+class RunDir:
+    """``runs/<run>/``: one folder per stage. Stages find each other's artifacts through it."""
+
+    root: Path
+
+    @classmethod
+    def named(cls, run: str = "default", runs_root: str | os.PathLike = "runs") -> "RunDir":
+        return cls(Path(runs_root) / run)
+
+    def stage(self, name: str) -> Path:
+        """The folder of stage ``name`` (created on demand)."""
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def require(self, name: str) -> Path:
+        """The folder of a finished earlier stage; a clear error if it has not run yet."""
+        path = self.root / name
+        if not (path / "metrics.json").exists():
+            raise FileNotFoundError(
+                f"{path}: stage {name!r} has not finished in this run; run `llmkb {name} --run {self.root.name}` first"
+            )
+        return path
+
+    def metrics(self, name: str) -> dict:
+        return read_json(self.require(name) / "metrics.json")
+
+
+def run_stage(name: str, run: RunDir, profile: str = "default", **overrides) -> dict:
+    """Run one stage into ``run``: save its config, call it, save its metrics (with wall time)."""
+    stage = get_stage(name)
+    config = stage.config(profile, **overrides)
+    out = run.stage(name)
+    write_json(out / "config.json", {"profile": profile, **dataclasses.asdict(config)})
+    t0 = time.perf_counter()
+    metrics = stage.run(config, run)
+    metrics = {**metrics, "wall_s": round(time.perf_counter() - t0, 2)}
+    write_json(out / "metrics.json", metrics)
+    return metrics

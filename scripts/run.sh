@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job: install, run the whole pipeline on the embedded default, build the site with
+# the pipeline's real outputs and serve it on http://127.0.0.1:8000 (Ctrl-C stops it).
+#   LLMKB_PROFILE=quick bash scripts/run.sh   # the fast profile the tests use
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile=${LLMKB_PROFILE:-default}
+bash scripts/setup.sh
+.venv/bin/llmkb pipeline --profile "$profile"
+exec .venv/bin/llmkb docs serve --profile "$profile" --port "${PORT:-8000}"
