@@ -7,7 +7,7 @@ In: command-line arguments. Out: whatever the subcommand writes (run folders, th
     llmkb examples [list] | llmkb examples run NAME [--profile quick]
     llmkb docs build | serve [--profile ...] [--port 8000]
     llmkb doctor
-    llmkb bench tokenizer [--megabytes 10] [--vocab-size 4096] [--out bench.json]
+    llmkb bench tokenizer [--megabytes 10] [--vocab-size 4096] [--repeat 2] [--out bench.json]
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["tokenizer"])
     p.add_argument("--megabytes", type=float, default=10.0, help="corpus size to benchmark on")
     p.add_argument("--vocab-size", type=int, default=4096)
+    p.add_argument("--repeat", type=int, default=1, help="keep the fastest of this many runs of each measurement")
     p.add_argument("--out", default=None, help="write the results as JSON here too")
     return parser
 
@@ -110,11 +111,12 @@ def _dispatch(args) -> int:
         print(report())
     elif args.command == "bench":
         from llmkb.corpus import build_corpus
-        from llmkb.tokenizer.bench import run_benchmark
+        from llmkb.tokenizer.bench import run_benchmark, to_markdown
 
         texts = [d["text"] for d in build_corpus(int(args.megabytes * 1e6))]
-        results = run_benchmark(texts, args.vocab_size)
+        results = run_benchmark(texts, args.vocab_size, args.repeat)
         print(json.dumps(results, indent=2))
+        print(to_markdown(results))
         if args.out:
             from llmkb.io import write_json
 

@@ -186,6 +186,6 @@ register(
         summary="build the embedded default corpus (Shakespeare, Python docstrings, multilingual Faker text)",
         config_cls=CorpusConfig,
         run=run,
-        profiles={"quick": {"target_bytes": 600_000, "heldout_fraction": 0.05}, "default": {}},
+        profiles={"quick": {"target_bytes": 600_000, "heldout_fraction": 0.1}, "default": {}},
     )
 )

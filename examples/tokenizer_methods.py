@@ -1,0 +1,54 @@
+"""Six tokenization methods re-measured on our corpus: BPE, WordPiece, Unigram, SentencePiece, character, word.
+
+Run it: ``llmkb examples run tokenizer_methods --profile quick``. The tokenization page shows
+the table it saves; every number in it comes from training the methods here.
+"""
+
+# %% [markdown]
+# # Six ways to cut text into tokens
+# Each method gets the same training text and the same vocabulary budget; we then count how
+# well each compresses held-out English and how often it has to give up with an unknown token
+# on held-out text in other languages.
+
+# %%
+# --8<-- [start:data]
+from llmkb.corpus import load_split
+from llmkb.examples import context
+
+ctx = context("tokenizer_methods")
+corpus_dir = ctx.ensure("corpus")
+train_docs, heldout_docs = load_split(corpus_dir, "train"), load_split(corpus_dir, "heldout")
+budget = {"quick": 400_000, "default": 2_000_000}[ctx.profile]  # bytes of training text per method
+train_texts, used = [], 0
+for doc in train_docs:
+    if used >= budget:
+        break
+    train_texts.append(doc["text"])
+    used += len(doc["text"].encode())
+heldout_english = [d["text"] for d in heldout_docs if d["lang"] == "en"]
+heldout_other = [d["text"] for d in heldout_docs if d["lang"] != "en"]
+print(f"train {used / 1e6:.2f} MB; held-out {len(heldout_english)} English and {len(heldout_other)} other documents")
+# --8<-- [end:data]
+assert heldout_english and heldout_other
+
+# %%
+# --8<-- [start:compare]
+from llmkb.tokenizer.bpe import BPETokenizer
+from llmkb.tokenizer.compare import MethodSpec, compare_methods, to_markdown
+
+
+def train_ours(texts, vocab_size):
+    return BPETokenizer.train(texts, vocab_size)  # anything with encode() and a vocab size fits
+
+
+vocab_size = {"quick": 1024, "default": 4096}[ctx.profile]
+ours = MethodSpec(train_ours, library="llmkb (pure Python)", granularity="byte-level subword", example_models="this site")
+results = compare_methods(train_texts, heldout_english, heldout_other, vocab_size, extra={"BPE (llmkb, from scratch)": ours})
+table = to_markdown(results)
+print(table)
+# --8<-- [end:compare]
+ctx.save_text("methods.md", table)
+by_method = {r.method: r for r in results}
+assert len(results) == 8
+assert by_method["BPE (llmkb, from scratch)"].unk_rate_other == 0.0  # bytes cover every language
+assert by_method["Word-level"].unk_rate_other > by_method["WordPiece"].unk_rate_other

@@ -1,0 +1,64 @@
+"""Shared fixtures: a quick run folder, and the site built from a copy of the project.
+
+Tests never write into the working tree: the site is built from a copy of ``mkdocs.yml``,
+``docs/`` and ``examples/`` in a temporary folder, with its own run folder, in the quick profile.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# One torch thread: with 2 busy cores, two threads can be many times slower than one.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip ``gpu`` tests where no CUDA device is present."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    """A run folder with the corpus and tokenizer stages done in the quick profile."""
+    from llmkb.stages import RunDir, run_stage
+
+    run = RunDir(tmp_path_factory.mktemp("runs") / "quick")
+    for stage in ("corpus", "tokenizer"):
+        run_stage(stage, run, "quick")
+    return run
+
+
+@pytest.fixture(scope="session")
+def site_project(tmp_path_factory) -> Path:
+    """A copy of the project's site sources in which every example has run (quick profile)."""
+    from llmkb.docs_site import generate_outputs
+
+    root = tmp_path_factory.mktemp("project")
+    shutil.copy(ROOT / "mkdocs.yml", root / "mkdocs.yml")
+    shutil.copytree(ROOT / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "docs", root / "docs", ignore=shutil.ignore_patterns("generated"))
+    generate_outputs(root, profile="quick", runs_root=root / "runs")
+    return root
+
+
+@pytest.fixture(scope="session")
+def built_site(site_project) -> Path:
+    """The site built with ``mkdocs build --strict`` from ``site_project`` (raises on any warning)."""
+    from llmkb.docs_site import build
+
+    return build(site_project, site_project / "site", profile="quick", runs_root=site_project / "runs")
