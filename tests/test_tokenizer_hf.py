@@ -18,23 +18,8 @@ from llmkb.tokenizer.hf import (
     train_hf_bpe,
 )
 
-MULTILINGUAL = [
-    "Tiếng Việt có dấu: người, được, những, Hà Nội.",
-    "我们的语言模型会把文字切成词元。",
-    "Émoji: 🤖🎉👍🏽 and ñandú, straße, Москва.",
-]
-PROBES = [
-    "Hello, world! The quick brown fox jumps over the lazy dog.",
-    "Tiếng Việt có dấu",
-    "我们的语言模型",
-    "🤖🎉👍🏽",
-    "<|im_start|>user\nXin chào 你好 🤖<|im_end|>\n<|im_start|>assistant\n",
-    "a  b   c\t\td\n\n\n  e    ",
-    "Call 0912-345-678 or +84 24 3825 4321 before 2026.",
-    "don't WE'LL they've I'd",
-    "<|endoftext|><|endoftext|>",
-    "",
-]
+from tokenizer_samples import MULTILINGUAL, PROBES  # tests/ is on sys.path under pytest
+
 CODE = "class A(B):\n\tdef __init__(self, n=10):\n\t\tself.n = n  # комментарий\n\n\n\nprint(A(3).n)\r\n"
 STRINGS = PROBES + MULTILINGUAL + [CODE, "x" * 300 + "!!!   \n\n", "ＡＢＣ１２３ ½ ² ٣", "\u200b\u00a0 nbsp", "a\U0001f600b"]
 

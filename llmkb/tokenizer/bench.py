@@ -20,28 +20,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 
 from llmkb.tokenizer.bpe import BPETokenizer
-from llmkb.tokenizer.hf import to_hf_tokenizer, to_tiktoken, train_hf_bpe
-
-
-@contextmanager
-def hf_threads(parallel: bool):
-    """Turn HF tokenizers' thread pool on or off for the duration of the block.
-
-    ``TOKENIZERS_PARALLELISM`` is read by the Rust library on every call (not only at import),
-    so flipping it here is enough; "false" makes training and ``encode_batch`` run serially.
-    """
-    old = os.environ.get("TOKENIZERS_PARALLELISM")
-    os.environ["TOKENIZERS_PARALLELISM"] = "true" if parallel else "false"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TOKENIZERS_PARALLELISM", None)
-        else:
-            os.environ["TOKENIZERS_PARALLELISM"] = old
+from llmkb.tokenizer.hf import hf_threads, to_hf_tokenizer, to_tiktoken, train_hf_bpe
 
 
 def best_time(fn: Callable[[], object], repeat: int) -> tuple[float, object]:

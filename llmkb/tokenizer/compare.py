@@ -41,12 +41,12 @@ callable in :class:`MethodSpec` to fill the library / granularity / example-mode
 from __future__ import annotations
 
 import io
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
+
+from llmkb.tokenizer.hf import hf_threads
 
 # The vocabulary budget every method gets unless the caller picks another.
 DEFAULT_VOCAB_SIZE = 4096
@@ -290,20 +290,6 @@ def measure(encode: Callable[[str], Sequence[int]], texts: Sequence[str], unk_id
     }
 
 
-@contextmanager
-def _serial_hf_tokenizers() -> Iterator[None]:
-    """Run HF tokenizers' rayon loops serially for the block (the library re-reads this variable)."""
-    old = os.environ.get("TOKENIZERS_PARALLELISM")
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TOKENIZERS_PARALLELISM", None)
-        else:
-            os.environ["TOKENIZERS_PARALLELISM"] = old
-
-
 def compare_methods(
     train_texts: list[str],
     heldout_english: list[str],
@@ -335,7 +321,7 @@ def compare_methods(
         chosen[name] = spec if isinstance(spec, MethodSpec) else MethodSpec(spec)
 
     results = []
-    with _serial_hf_tokenizers():
+    with hf_threads(parallel=False):
         for name, spec in chosen.items():
             start = time.perf_counter()
             if spec.train in _BUILTIN_TRAINERS:

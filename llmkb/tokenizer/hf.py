@@ -13,7 +13,9 @@ code while the pipeline runs on the fast one.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -191,3 +193,21 @@ def to_tiktoken(bpe: BPETokenizer):
         mergeable_ranks={data: i for i, data in bpe.vocab.items()},
         special_tokens=dict(bpe.special_tokens),
     )
+
+
+@contextmanager
+def hf_threads(parallel: bool):
+    """Turn HF tokenizers' thread pool on or off for the duration of the block.
+
+    ``TOKENIZERS_PARALLELISM`` is read by the Rust library on every call (not only at import),
+    so flipping it here is enough; "false" makes training and ``encode_batch`` run serially.
+    """
+    old = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if parallel else "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = old
