@@ -38,7 +38,7 @@ FAKER_LOCALES = {"vi": "vi_VN", "zh": "zh_CN", "fr": "fr_FR", "de": "de_DE", "es
 
 @dataclass
 class CorpusConfig:
-    target_bytes: int = 12_000_000  # stop adding documents past this many UTF-8 bytes
+    target_bytes: int = 8_000_000  # stop adding documents past this many UTF-8 bytes
     shakespeare_share: float = 0.45  # shares of the byte budget per source
     docstring_share: float = 0.45
     multilingual_share: float = 0.10
@@ -170,13 +170,16 @@ def run(config: CorpusConfig, run_dir: RunDir) -> dict:
     train, heldout = split_heldout(docs, config.heldout_fraction)
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "heldout.jsonl", heldout)
-    languages = Counter(d["lang"] for d in docs)
+    bytes_by_language: Counter = Counter()
+    for doc in docs:
+        bytes_by_language[doc["lang"]] += len(doc["text"].encode("utf-8"))
+    total = sum(bytes_by_language.values())
     return {
         "documents": len(docs),
         "heldout_documents": len(heldout),
-        "megabytes": round(sum(len(d["text"].encode()) for d in docs) / 1e6, 2),
-        "languages": len(languages),
-        "english_share": round(languages["en"] / len(docs), 3),
+        "megabytes": round(total / 1e6, 2),
+        "languages": len(bytes_by_language),
+        "english_byte_share": round(bytes_by_language["en"] / total, 3),
     }
 
 

@@ -79,7 +79,7 @@ def run(config: TokenizerConfig, run_dir: RunDir) -> dict:
     heldout_bytes = sum(len(t.encode("utf-8")) for t in heldout)
     ids = [bpe.encode(t) for t in heldout]
     roundtrip = all(bpe.decode(i) == t for i, t in zip(ids, heldout))
-    agree = all(hf(t, add_special_tokens=False)["input_ids"] == i for i, t in zip(ids, heldout))
+    agree = all(hf(t, add_special_tokens=False, verbose=False)["input_ids"] == i for i, t in zip(ids, heldout))
     if not (roundtrip and agree):
         raise RuntimeError(f"{out}: tokenizer check failed (round trip ok: {roundtrip}, HF ids equal: {agree})")
     return {
