@@ -16,7 +16,7 @@ from llmkb.stages import stages
 for stage in stages():
     print(f"{stage.name:10} needs {', '.join(stage.needs) or 'nothing':10} {stage.summary}")
 # --8<-- [end:stages]
-assert [s.name for s in stages()][:2] == ["corpus", "tokenizer"]
+assert [s.name for s in stages()][:2] == ["data", "tokenizer"]
 
 # %%
 # --8<-- [start:run]

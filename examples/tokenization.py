@@ -36,7 +36,7 @@ assert toy.token_bytes(first_pair[0]) + toy.token_bytes(first_pair[1]) == b"aa" 
 from llmkb.examples import context
 
 ctx = context("tokenization")
-tokenizer_dir = ctx.ensure("tokenizer")  # runs the corpus and tokenizer stages if this run lacks them
+tokenizer_dir = ctx.ensure("tokenizer")  # runs the data and tokenizer stages if this run lacks them
 tok = BPETokenizer.load(tokenizer_dir / "bpe.json")
 print(f"{tok.vocab_size} tokens: 256 bytes + {len(tok.merges)} merges + {len(tok.special_tokens)} special")
 # --8<-- [end:stage]

@@ -12,21 +12,23 @@ the table it saves; every number in it comes from training the methods here.
 
 # %%
 # --8<-- [start:data]
-from llmkb.corpus import load_split
+from itertools import islice
+
+from llmkb.corpus import load_split, multilingual_documents
 from llmkb.examples import context
 
 ctx = context("tokenizer_methods")
-corpus_dir = ctx.ensure("corpus")
-train_docs, heldout_docs = load_split(corpus_dir, "train"), load_split(corpus_dir, "heldout")
+corpus_dir = ctx.ensure("data")  # the clean corpus: English only, after the language filter
 budget = {"quick": 400_000, "default": 2_000_000}[ctx.profile]  # bytes of training text per method
 train_texts, used = [], 0
-for doc in train_docs:
+for doc in load_split(corpus_dir, "train"):
     if used >= budget:
         break
     train_texts.append(doc["text"])
     used += len(doc["text"].encode())
-heldout_english = [d["text"] for d in heldout_docs if d["lang"] == "en"]
-heldout_other = [d["text"] for d in heldout_docs if d["lang"] != "en"]
+heldout_english = [d["text"] for d in load_split(corpus_dir, "heldout")]
+# Text in other languages the tokenizers never trained on: the filter removed it from the corpus.
+heldout_other = [d["text"] for d in islice(multilingual_documents(seed=1), 70)]
 print(f"train {used / 1e6:.2f} MB; held-out {len(heldout_english)} English and {len(heldout_other)} other documents")
 # --8<-- [end:data]
 assert heldout_english and heldout_other

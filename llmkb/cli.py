@@ -3,11 +3,12 @@
 In: command-line arguments. Out: whatever the subcommand writes (run folders, the site, a report).
 
     llmkb pipeline [--run NAME] [--profile quick|default]
-    llmkb corpus | tokenizer [--run NAME] [--profile ...] [stage options]
+    llmkb data | tokenizer [--run NAME] [--profile ...] [stage options]
     llmkb examples [list] | llmkb examples run NAME [--profile quick]
     llmkb docs build | serve [--profile ...] [--port 8000]
     llmkb doctor
     llmkb bench tokenizer [--megabytes 10] [--vocab-size 4096] [--repeat 2] [--out bench.json]
+    llmkb bench data [--pages 3000] [--out bench.json]
 """
 
 from __future__ import annotations
@@ -37,9 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="run every stage on the embedded default and print the report card")
     _run_options(p)
 
-    p = sub.add_parser("corpus", help="build the embedded default corpus")
+    p = sub.add_parser("data", help="crawl the mini-web (or any site, or WARC files) into a clean corpus")
     _run_options(p)
-    p.add_argument("--target-bytes", type=int, default=None, help="corpus size in UTF-8 bytes")
+    p.add_argument("--seed-url", action="append", default=None, metavar="URL", help="crawl this site instead of the mini-web")
+    p.add_argument("--warc", action="append", default=None, metavar="FILE", help="read local WARC files instead of crawling")
+    p.add_argument("--out", default=None, metavar="DIR", help="write to DIR/data/ instead of runs/<run>/data/")
+    p.add_argument("--pages", type=int, default=None, help="size of the generated mini-web")
+    p.add_argument("--tasks", type=int, default=None, help="run the per-document steps as N datatrove tasks")
+    p.add_argument("--extractor", choices=["resiliparse", "trafilatura"], default=None)
 
     p = sub.add_parser("tokenizer", help="train the byte-level BPE tokenizer (from scratch; saved in HF format too)")
     _run_options(p)
@@ -63,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="versions, device, and what is missing")
 
     p = sub.add_parser("bench", help="speed benchmarks that write JSON")
-    p.add_argument("what", choices=["tokenizer"])
-    p.add_argument("--megabytes", type=float, default=10.0, help="corpus size to benchmark on")
+    p.add_argument("what", choices=["tokenizer", "data"])
+    p.add_argument("--megabytes", type=float, default=10.0, help="tokenizer: corpus size to benchmark on")
+    p.add_argument("--pages", type=int, default=3000, help="data: size of the mini-web to crawl and filter")
     p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--repeat", type=int, default=1, help="keep the fastest of this many runs of each measurement")
     p.add_argument("--out", default=None, help="write the results as JSON here too")
@@ -85,14 +92,16 @@ def _dispatch(args) -> int:
         from llmkb.pipeline import run_pipeline
 
         run_pipeline(_run_dir(args), args.profile)
-    elif args.command in ("corpus", "tokenizer"):
+    elif args.command in ("data", "tokenizer"):
         from llmkb.stages import run_stage
 
         overrides = {
-            "corpus": lambda: {"target_bytes": args.target_bytes},
+            "data": lambda: {"seed_urls": args.seed_url, "warcs": args.warc, "pages": args.pages,
+                             "tasks": args.tasks, "extractor": args.extractor},
             "tokenizer": lambda: {"vocab_size": args.vocab_size, "inputs": args.input},
-        }[args.command]()
-        metrics = run_stage(args.command, _run_dir(args), args.profile, **overrides)
+        }[args.command]()  # fmt: skip
+        run = RunDir(Path(args.out)) if getattr(args, "out", None) else _run_dir(args)
+        metrics = run_stage(args.command, run, args.profile, **overrides)
         print(json.dumps(metrics, indent=2))
     elif args.command == "examples":
         return _examples(args)
@@ -109,6 +118,8 @@ def _dispatch(args) -> int:
         from llmkb.doctor import report
 
         print(report())
+    elif args.command == "bench" and args.what == "data":
+        _bench_data(args)
     elif args.command == "bench":
         from llmkb.corpus import build_corpus
         from llmkb.tokenizer.bench import run_benchmark, to_markdown
@@ -122,6 +133,37 @@ def _dispatch(args) -> int:
 
             write_json(args.out, results)
     return 0
+
+
+def _bench_data(args) -> None:
+    """The data stage's wall time on a fresh mini-web, extraction pages/s and MinHash docs/s per core."""
+    import tempfile
+    import time
+
+    from llmkb.data.crawl import iter_warc_responses
+    from llmkb.data.dedup import benchmark_minhash
+    from llmkb.data.extract import benchmark_extraction
+    from llmkb.io import write_json
+    from llmkb.stages import run_stage
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = RunDir(Path(tmp) / "bench")
+        t0 = time.perf_counter()
+        metrics = run_stage("data", run, "default", pages=args.pages)
+        wall_s = time.perf_counter() - t0
+        warcs = sorted((run.root / "data" / "crawl").glob("*.warc.gz"))
+        pages = [r["body"] for w in warcs for r in iter_warc_responses(w) if r["status"] == 200][:500]
+        results = {
+            "pages": args.pages,
+            "stage_wall_s": round(wall_s, 1),
+            "crawl_s": metrics["crawl_s"],
+            "filter_s": metrics["filter_s"],
+            "extraction": benchmark_extraction(pages),
+            "minhash": benchmark_minhash(2000),
+        }
+    print(json.dumps(results, indent=2))
+    if args.out:
+        write_json(args.out, results)
 
 
 def _examples(args) -> int:

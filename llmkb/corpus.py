@@ -1,7 +1,7 @@
-"""The embedded default corpus, built at run time from pip-installable sources only.
+"""Real text from pip-installable sources only: the prose the mini-web is made of.
 
-In: a byte budget and a seed. Out: ``runs/<run>/corpus/train.jsonl`` and ``heldout.jsonl``, one
-document per line: ``{"id", "source", "lang", "text"}``.
+In: a byte budget and a seed. Out: documents ``{"id", "source", "lang", "text"}`` (and helpers
+to split and read corpora in that format, which every stage after ``data`` reads).
 
 Three sources, all present on any machine that installed llmkb, so the corpus is the same
 everywhere and needs no network:
@@ -12,8 +12,8 @@ everywhere and needs no network:
 * short multilingual documents (Vietnamese, Chinese, French, German, Spanish, Russian, Japanese)
   written by Faker's locale providers: the tokenizer must handle more than English.
 
-The data-preparation stage later replaces this corpus with the crawled mini-web; stages after it
-only read ``train.jsonl`` / ``heldout.jsonl``, so that swap touches nothing downstream.
+The mini-web generator (:mod:`llmkb.data.miniweb`) wraps these texts in web pages; the data
+stage crawls and filters them back into ``train.jsonl`` / ``heldout.jsonl``.
 """
 
 from __future__ import annotations
@@ -25,25 +25,12 @@ import random
 import re
 import sys
 import sysconfig
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from llmkb.io import read_jsonl, write_jsonl
-from llmkb.stages import RunDir, Stage, register
+from llmkb.io import read_jsonl
 
 FAKER_LOCALES = {"vi": "vi_VN", "zh": "zh_CN", "fr": "fr_FR", "de": "de_DE", "es": "es_ES", "ru": "ru_RU", "ja": "ja_JP"}
-
-
-@dataclass
-class CorpusConfig:
-    target_bytes: int = 8_000_000  # stop adding documents past this many UTF-8 bytes
-    shakespeare_share: float = 0.45  # shares of the byte budget per source
-    docstring_share: float = 0.45
-    multilingual_share: float = 0.10
-    heldout_fraction: float = 0.02  # documents kept out of training, for held-out measurements
-    seed: int = 0
 
 
 def shakespeare_scenes() -> Iterator[dict]:
@@ -156,39 +143,8 @@ def split_heldout(docs: list[dict], fraction: float) -> tuple[list[dict], list[d
 
 
 def load_split(corpus_dir: str | Path, split: str = "train") -> list[dict]:
-    """Read ``train`` or ``heldout`` documents written by this stage (or by the data stage)."""
+    """Read the ``train`` or ``heldout`` documents of a corpus folder (the data stage writes them)."""
     docs = list(read_jsonl(Path(corpus_dir) / f"{split}.jsonl"))
     if not docs:
         raise ValueError(f"{Path(corpus_dir) / f'{split}.jsonl'}: the corpus is empty")
     return docs
-
-
-def run(config: CorpusConfig, run_dir: RunDir) -> dict:
-    out = run_dir.stage("corpus")
-    shares = (config.shakespeare_share, config.docstring_share, config.multilingual_share)
-    docs = build_corpus(config.target_bytes, config.seed, shares)
-    train, heldout = split_heldout(docs, config.heldout_fraction)
-    write_jsonl(out / "train.jsonl", train)
-    write_jsonl(out / "heldout.jsonl", heldout)
-    bytes_by_language: Counter = Counter()
-    for doc in docs:
-        bytes_by_language[doc["lang"]] += len(doc["text"].encode("utf-8"))
-    total = sum(bytes_by_language.values())
-    return {
-        "documents": len(docs),
-        "heldout_documents": len(heldout),
-        "megabytes": round(total / 1e6, 2),
-        "languages": len(bytes_by_language),
-        "english_byte_share": round(bytes_by_language["en"] / total, 3),
-    }
-
-
-register(
-    Stage(
-        name="corpus",
-        summary="build the embedded default corpus (Shakespeare, Python docstrings, multilingual Faker text)",
-        config_cls=CorpusConfig,
-        run=run,
-        profiles={"quick": {"target_bytes": 600_000, "heldout_fraction": 0.1}, "default": {}},
-    )
-)

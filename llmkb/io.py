@@ -6,6 +6,7 @@ In: paths and Python objects. Out: files that are either fully written or not th
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 import tempfile
@@ -71,11 +72,11 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    """Yield the objects of a JSON Lines file; a bad line raises an error naming file and line."""
+    """Yield the objects of a JSON Lines file (``.gz`` too); a bad line raises an error naming file and line."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found")
-    with open(path, "rb") as f:
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8")

@@ -21,7 +21,7 @@ from typing import Any
 from llmkb.io import read_json, write_json
 
 # Pipeline order. Each module calls register() at import time.
-STAGE_MODULES = ["llmkb.corpus", "llmkb.tokenizer.stage"]
+STAGE_MODULES = ["llmkb.data.stage", "llmkb.tokenizer.stage"]
 
 #: Profiles every config understands: "quick" for tests and CI, "default" for the main job.
 PROFILES = ("quick", "default")

@@ -34,11 +34,11 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
-    """A run folder with the corpus and tokenizer stages done in the quick profile."""
+    """A run folder with the data and tokenizer stages done in the quick profile."""
     from llmkb.stages import RunDir, run_stage
 
     run = RunDir(tmp_path_factory.mktemp("runs") / "quick")
-    for stage in ("corpus", "tokenizer"):
+    for stage in ("data", "tokenizer"):
         run_stage(stage, run, "quick")
     return run
 

@@ -1,4 +1,4 @@
-"""Stages, run folders, the pipeline, the embedded corpus and the command line."""
+"""Stages, run folders, the pipeline, the text sources and the command line."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from llmkb.stages import RunDir, get_stage, run_stage, stages
 
 def test_stages_are_registered_in_pipeline_order():
     names = [s.name for s in stages()]
-    assert names[:2] == ["corpus", "tokenizer"]
-    assert get_stage("tokenizer").needs == ("corpus",)
+    assert names[:2] == ["data", "tokenizer"]
+    assert get_stage("tokenizer").needs == ("data",)
     with pytest.raises(KeyError, match="no stage named 'nope'"):
         get_stage("nope")
 
@@ -34,7 +34,7 @@ def test_corpus_is_deterministic_and_multilingual():
 
 
 def test_quick_run_writes_configs_metrics_and_hf_tokenizer(quick_run):
-    for stage in ("corpus", "tokenizer"):
+    for stage in ("data", "tokenizer"):
         assert read_json(quick_run.root / stage / "config.json")["profile"] == "quick"
         assert read_json(quick_run.root / stage / "metrics.json")["wall_s"] >= 0
     metrics = quick_run.metrics("tokenizer")
@@ -44,7 +44,7 @@ def test_quick_run_writes_configs_metrics_and_hf_tokenizer(quick_run):
 
 
 def test_a_stage_without_its_input_names_what_to_run(tmp_path):
-    with pytest.raises(FileNotFoundError, match="stage 'corpus' has not finished.*llmkb corpus"):
+    with pytest.raises(FileNotFoundError, match="stage 'data' has not finished.*llmkb data"):
         run_stage("tokenizer", RunDir(tmp_path / "empty"), "quick")
 
 

@@ -1,6 +1,6 @@
 """The tokenizer stage: corpus in, a saved tokenizer out.
 
-In: ``runs/<run>/corpus/train.jsonl`` and ``heldout.jsonl`` (or any UTF-8 text files).
+In: ``runs/<run>/data/train.jsonl`` and ``heldout.jsonl``, the clean corpus (or any UTF-8 text files).
 Out: ``runs/<run>/tokenizer/``: ``bpe.json`` (the from-scratch tokenizer) and, beside it, the same
 merges as a Hugging Face tokenizer folder (``tokenizer.json``, ``tokenizer_config.json``, with the
 ChatML chat template), loadable with ``AutoTokenizer.from_pretrained``.
@@ -46,13 +46,13 @@ def read_text_files(paths: list[str | Path]) -> list[str]:
 
 
 def training_texts(config: TokenizerConfig, run_dir: RunDir) -> tuple[list[str], list[str]]:
-    """(train texts, held-out texts) from the config's files or the run's corpus."""
+    """(train texts, held-out texts) from the config's files or the run's clean corpus."""
     if config.inputs:
         texts = read_text_files(config.inputs)
         return texts, texts[-1:]
     from llmkb.corpus import load_split
 
-    corpus = run_dir.require("corpus")
+    corpus = run_dir.require("data")
     train, budget = [], config.max_train_bytes
     for doc in load_split(corpus, "train"):
         if budget <= 0:
@@ -103,7 +103,7 @@ register(
         summary="train a byte-level BPE tokenizer with chat tokens; save it in Hugging Face format",
         config_cls=TokenizerConfig,
         run=run,
-        needs=("corpus",),
+        needs=("data",),
         profiles={"quick": {"vocab_size": 1024, "max_train_bytes": 600_000}, "default": {}},
     )
 )

@@ -1,0 +1,283 @@
+"""The data stage: from a (mini-)web to a clean corpus, FineWeb's steps in FineWeb's order.
+
+In: nothing (the mini-web is generated and served on 127.0.0.1), or seed URLs of any site, or
+local WARC files. Out: ``runs/<run>/data/``:
+
+- ``miniweb/`` the generated site and its ``manifest.json`` (ground truth of every planted case);
+- ``crawl/`` WARC files, ``crawl_log.jsonl`` and ``crawl_stats.json``;
+- ``train.jsonl`` / ``heldout.jsonl`` the clean corpus (``id, url, text, lang, lang_score``),
+  the files every later stage reads, in the same format as the embedded corpus;
+- ``dropped.jsonl`` (url, step, reason) for every document a step removed;
+- ``funnel.json`` documents and bytes left after each step; ``accuracy.json`` precision and
+  recall of each filter against the manifest.
+
+Per-document steps (URL filter, extraction, language, quality) are pure functions of one
+document, so they can run in parallel shards (:mod:`llmkb.data.distributed` runs them under
+datatrove); deduplication needs every document at once and runs after them, then PII removal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llmkb.corpus import split_heldout
+from llmkb.io import write_json, write_jsonl
+from llmkb.stages import RunDir, Stage, register
+
+
+@dataclass
+class DataConfig:
+    pages: int = 3000  # size of the generated mini-web
+    seed: int = 0  # the mini-web's seed
+    seed_urls: list[str] = field(default_factory=list)  # crawl these instead of the mini-web
+    warcs: list[str] = field(default_factory=list)  # or read these WARC files (e.g. from Common Crawl)
+    max_pages: int = 20_000  # crawl bounds
+    max_depth: int = 10
+    crawl_time_limit_s: float = 600
+    warc_max_bytes: int = 100_000_000  # start a new WARC file past this size
+    extractor: str = "resiliparse"  # or "trafilatura"
+    language: str = "en"  # keep this language...
+    language_threshold: float = 0.65  # ...when the classifier is at least this sure (FineWeb: 0.65)
+    heldout_fraction: float = 0.02  # documents kept out of training
+    tasks: int = 1  # > 1: per-document steps run as datatrove tasks (LocalPipelineExecutor)
+
+
+# -- per-document steps ------------------------------------------------------------------------
+# Each takes a document dict and the shared context, may rewrite the document, and returns None
+# to keep it or a short reason to drop it.
+
+
+@dataclass
+class StepContext:
+    config: DataConfig
+    url_filter: object  # llmkb.data.urlfilter.URLFilter
+
+    @classmethod
+    def create(cls, config: DataConfig) -> "StepContext":
+        from llmkb.data.urlfilter import URLFilter
+
+        return cls(config, URLFilter.from_file())
+
+
+def url_filter_step(doc: dict, ctx: StepContext) -> str | None:
+    return ctx.url_filter.check(doc["url"])
+
+
+def extraction_step(doc: dict, ctx: StepContext) -> str | None:
+    from llmkb.data.extract import ExtractionError, extract_text
+
+    try:
+        doc["text"] = extract_text(doc.pop("body"), doc.get("content_type"), method=ctx.config.extractor)
+    except ExtractionError as e:
+        return f"extraction:{e}"
+    return None
+
+
+def language_step(doc: dict, ctx: StepContext) -> str | None:
+    from llmkb.data.langid import detect
+
+    lang, score = detect(doc["text"])
+    doc["lang"], doc["lang_score"] = lang, round(score, 4)
+    if lang != ctx.config.language or score < ctx.config.language_threshold:
+        return f"language:{lang}:{score:.2f}"
+    return None
+
+
+def quality_step(doc: dict, ctx: StepContext) -> str | None:
+    from llmkb.data.quality import quality_reason
+
+    reason, doc["text"] = quality_reason(doc["text"])  # C4's rule removes lines, so the text may change
+    return reason
+
+
+DOCUMENT_STEPS: list[tuple[str, Callable[[dict, StepContext], str | None]]] = [
+    ("url_filter", url_filter_step),
+    ("extraction", extraction_step),
+    ("language", language_step),
+    ("quality", quality_step),
+]
+
+
+def documents_from_warcs(paths: Iterable[Path]) -> Iterator[dict]:
+    """Successful responses from WARC files as documents (redirects and errors are not documents)."""
+    from llmkb.data.crawl import iter_warc_responses
+
+    for path in paths:
+        for response in iter_warc_responses(path):
+            if response["status"] != 200:
+                continue
+            yield {
+                "id": response["url"],
+                "url": response["url"],
+                "content_type": response["headers"].get("Content-Type") or response["headers"].get("content-type"),
+                "body": response["body"],
+            }
+
+
+def doc_bytes(doc: dict) -> int:
+    """Size of a document as it stands: its HTML before extraction, its text after."""
+    return len(doc["body"]) if "body" in doc else len(doc["text"].encode("utf-8"))
+
+
+def track_size(doc: dict) -> None:
+    """Append the document's current size to ``doc["sizes"]``: one entry per step it survived.
+
+    The funnel is computed from these lists alone, so the single-process path and the datatrove
+    path (which only hands back records) report the same funnel.
+    """
+    doc.setdefault("sizes", []).append(doc_bytes(doc))
+
+
+def filter_documents(docs: Iterable[dict], ctx: StepContext) -> tuple[list[dict], list[dict]]:
+    """Per-document steps over all documents in one process: (kept documents, drop records)."""
+    kept, dropped = [], []
+    for doc in docs:
+        track_size(doc)
+        for name, step in DOCUMENT_STEPS:
+            reason = step(doc, ctx)
+            if reason is not None:
+                dropped.append(drop_record(doc, name, reason))
+                break
+            track_size(doc)
+        else:
+            kept.append(doc)
+    return kept, dropped
+
+
+def drop_record(doc: dict, step: str, reason: str) -> dict:
+    """What the drop log keeps of a removed document (its language score too, once known)."""
+    return {"url": doc["url"], "step": step, "reason": reason, "sizes": doc["sizes"],
+            "lang": doc.get("lang"), "lang_score": doc.get("lang_score")}  # fmt: skip
+
+
+def funnel_rows(kept: list[dict], dropped: list[dict]) -> list[dict]:
+    """Documents and bytes left after each per-document step, from the ``sizes`` of every record.
+
+    Examples:
+        >>> funnel_rows([{"sizes": [10, 10, 5, 5, 4]}], [{"sizes": [7]}])[:2]
+        [{'step': 'crawled (HTTP 200)', 'documents': 2, 'bytes': 17}, {'step': 'url_filter', 'documents': 1, 'bytes': 10}]
+    """
+    sizes = [r["sizes"] for r in kept + dropped]
+    names = ["crawled (HTTP 200)", *(name for name, _ in DOCUMENT_STEPS)]
+    return [
+        {"step": name, "documents": sum(len(s) > k for s in sizes), "bytes": sum(s[k] for s in sizes if len(s) > k)}
+        for k, name in enumerate(names)
+    ]
+
+
+def deduplicate_and_scrub(docs: list[dict], funnel: list[dict], dropped: list[dict]) -> tuple[list[dict], dict]:
+    """Exact dedup, then MinHash near-dedup, then PII removal; documents in URL order.
+
+    Sorting by URL first makes "which copy survives" independent of crawl order and of how many
+    parallel tasks produced the documents.
+    """
+    from llmkb.data.dedup import exact_dedup, near_dedup
+    from llmkb.data.pii import scrub
+
+    docs = sorted(docs, key=lambda d: d["url"])
+    for name, dedup in (("exact_dedup", exact_dedup), ("minhash_dedup", near_dedup)):
+        docs, removed = dedup(docs)
+        dropped.extend({"url": d["url"], "step": name, "reason": f"duplicate_of:{d['duplicate_of']}"} for d in removed)
+        funnel.append({"step": name, "documents": len(docs), "bytes": sum(map(doc_bytes, docs))})
+    pii_counts: dict[str, int] = {}
+    for doc in docs:
+        doc["text"], counts = scrub(doc["text"])
+        for kind, n in counts.items():
+            pii_counts[kind] = pii_counts.get(kind, 0) + n
+    funnel.append({"step": "pii_removal", "documents": len(docs), "bytes": sum(map(doc_bytes, docs))})
+    return docs, pii_counts
+
+
+def acquire_warcs(config: DataConfig, out: Path) -> tuple[list[Path], dict | None, dict]:
+    """WARC files to filter: linked local files, a crawl of seed URLs, or a crawl of the mini-web.
+
+    Returns (WARC paths, the mini-web's manifest or None, crawl statistics).
+    """
+    from llmkb.data.crawl import CrawlConfig, crawl
+
+    crawl_dir, manifest = out / "crawl", None
+    bounds = {"max_pages": config.max_pages, "max_depth": config.max_depth, "time_limit_s": config.crawl_time_limit_s,
+              "warc_max_bytes": config.warc_max_bytes}  # fmt: skip
+    if config.warcs:
+        # Local WARC files (e.g. from Common Crawl) are linked in, so every path reads one folder.
+        crawl_dir.mkdir(parents=True, exist_ok=True)
+        for path in map(Path, config.warcs):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no such WARC file")
+            link = crawl_dir / path.name
+            link.unlink(missing_ok=True)
+            link.symlink_to(path.resolve())
+        stats: dict = {"warc_files": len(config.warcs)}
+    elif config.seed_urls:
+        stats = crawl(CrawlConfig(seeds=config.seed_urls, **bounds), crawl_dir, progress=True)
+    else:
+        from llmkb.data.miniweb import generate
+        from llmkb.data.server import MiniWebServer
+
+        manifest = generate(out / "miniweb", seed=config.seed, pages=config.pages, progress=True)
+        with MiniWebServer(out / "miniweb") as server:
+            crawl_config = CrawlConfig(seeds=manifest["seeds"], allowed_hosts=manifest["hosts"], resolve=server.resolve, **bounds)
+            stats = crawl(crawl_config, crawl_dir, progress=True)
+    warcs = sorted(crawl_dir.glob("*.warc.gz"))
+    if not warcs:
+        raise FileNotFoundError(f"{crawl_dir}: no *.warc.gz files to read (did the crawl fetch anything?)")
+    return warcs, manifest, stats
+
+
+def run(config: DataConfig, run_dir: RunDir) -> dict:
+    out = run_dir.stage("data")
+    t0 = time.perf_counter()
+    warcs, manifest, crawl_stats = acquire_warcs(config, out)
+    crawl_s = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    if config.tasks > 1:
+        from llmkb.data.distributed import filter_with_datatrove
+
+        kept, dropped = filter_with_datatrove(warcs[0].parent, config, out / "datatrove")
+    else:
+        kept, dropped = filter_documents(documents_from_warcs(warcs), StepContext.create(config))
+    funnel = funnel_rows(kept, dropped)
+    docs, pii_counts = deduplicate_and_scrub(kept, funnel, dropped)
+    filter_s = time.perf_counter() - t1
+
+    records = [
+        {"id": d["url"], "url": d["url"], "source": "web", "lang": d["lang"], "lang_score": d["lang_score"], "text": d["text"]}
+        for d in docs
+    ]
+    train, heldout = split_heldout(records, config.heldout_fraction)
+    write_jsonl(out / "train.jsonl", train)
+    write_jsonl(out / "heldout.jsonl", heldout)
+    write_jsonl(out / "dropped.jsonl", dropped)
+    write_json(out / "funnel.json", funnel)
+    metrics = {
+        "crawled": funnel[0]["documents"],
+        "kept": len(docs),
+        "megabytes": round(sum(len(d["text"].encode()) for d in docs) / 1e6, 2),
+        "crawl_s": round(crawl_s, 1),
+        "filter_s": round(filter_s, 1),
+        **{f"pii_{k}": v for k, v in pii_counts.items()},
+        **{f"crawl_{k}": v for k, v in crawl_stats.items() if isinstance(v, (int, float)) and k in ("pages", "errors")},
+    }
+    if manifest is not None:
+        from llmkb.data.evaluate import evaluate
+
+        accuracy = evaluate(manifest, docs, dropped)
+        write_json(out / "accuracy.json", accuracy)
+        metrics.update({f"{k}_recall": v["recall"] for k, v in accuracy.items() if "recall" in v})
+    return metrics
+
+
+register(
+    Stage(
+        name="data",
+        summary="crawl the mini-web into WARC files and filter it into a clean corpus, FineWeb-style",
+        config_cls=DataConfig,
+        run=run,
+        # Small WARC files in the quick profile, so parallel datatrove tasks each get some.
+        profiles={"quick": {"pages": 300, "heldout_fraction": 0.1, "warc_max_bytes": 1_000_000}, "default": {"warc_max_bytes": 20_000_000}},
+    )
+)
