@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from llmkb.data.miniweb import FREQUENT_MENTIONS, PASSAGE_REPEATS, generate, jaccard, main_text
+from llmkb.data.dedup import jaccard
+from llmkb.data.miniweb import FREQUENT_MENTIONS, PASSAGE_REPEATS, generate, main_text
 from llmkb.data.server import MiniWebServer
 from llmkb.io import read_json
 

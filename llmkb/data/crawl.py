@@ -54,6 +54,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+from llmkb.data.extract import looks_binary
 from llmkb.io import write_json
 
 WARC_GLOB = "crawl-*.warc.gz"
@@ -123,21 +124,6 @@ def host_allowed(host: str, patterns: list[str]) -> bool:
     (True, False)
     """
     return any(fnmatch.fnmatchcase(host, p.lower()) for p in patterns)
-
-
-def looks_binary(body: bytes) -> bool:
-    """Guess whether a body is binary: a NUL byte or many control bytes in its first 1 KiB.
-
-    Text formats never contain NUL; servers do mislabel images and archives as text/html.
-
-    >>> looks_binary(b"<html>hello</html>"), looks_binary(b"\\x89PNG\\r\\n\\x1a\\n\\x00\\x00")
-    (False, True)
-    """
-    head = body[:1024]
-    if b"\x00" in head:
-        return True
-    control = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13))
-    return bool(head) and control / len(head) > 0.1
 
 
 def body_charset(content_type: str, default: str = "utf-8") -> str:

@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmkb.data.dedup import jaccard  # the same similarity the MinHash dedup estimates
 from llmkb.io import write_json
 
 HOSTS = {  # host -> layout (see LAYOUTS); the first seven are the crawl's seeds
@@ -103,26 +104,6 @@ def main_text(page_html: str) -> str:
     inner = re.sub(r"<[^>]+>", "", inner)
     paragraphs = (" ".join(html.unescape(p).split()) for p in re.split(r"\n\s*\n", inner))
     return "\n\n".join(p for p in paragraphs if p)
-
-
-def shingles(text: str, n: int = 5) -> set[tuple[str, ...]]:
-    """The set of word n-grams of ``text`` (lowercased words of letters and digits).
-
-    >>> sorted(shingles("A b c, a b", n=2))
-    [('a', 'b'), ('b', 'c'), ('c', 'a')]
-    """
-    words = re.findall(r"\w+", text.lower())
-    return {tuple(words[i : i + n]) for i in range(max(0, len(words) - n + 1))}
-
-
-def jaccard(a: str, b: str, n: int = 5) -> float:
-    """Jaccard similarity of the word n-gram sets of two texts (1.0 for two empty texts).
-
-    >>> jaccard("the cat sat on the mat today", "the cat sat on the mat today"), jaccard("a b c d e", "v w x y z")
-    (1.0, 0.0)
-    """
-    sa, sb = shingles(a, n), shingles(b, n)
-    return len(sa & sb) / len(sa | sb) if sa or sb else 1.0
 
 
 def invented_word(rng: random.Random, syllables: int) -> str:
