@@ -53,10 +53,11 @@ def register(stage: Stage) -> Stage:
 
 
 def stages() -> list[Stage]:
-    """All stages in pipeline order."""
+    """All stages in pipeline order (the order of ``STAGE_MODULES``, whatever order they were imported in)."""
     for module in STAGE_MODULES:
         importlib.import_module(module)
-    return list(_REGISTRY.values())
+    rank = {module: i for i, module in enumerate(STAGE_MODULES)}
+    return sorted(_REGISTRY.values(), key=lambda stage: rank.get(stage.run.__module__, len(rank)))
 
 
 def get_stage(name: str) -> Stage:

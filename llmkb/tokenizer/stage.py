@@ -92,11 +92,6 @@ def run(config: TokenizerConfig, run_dir: RunDir) -> dict:
     }
 
 
-def load_tokenizer(run_dir: RunDir) -> BPETokenizer:
-    """The from-scratch tokenizer a finished tokenizer stage saved."""
-    return BPETokenizer.load(run_dir.require("tokenizer") / "bpe.json")
-
-
 register(
     Stage(
         name="tokenizer",
