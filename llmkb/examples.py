@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmkb.io import write_json, write_text
+from llmkb.io import atomic_open, write_json, write_text
 from llmkb.stages import RunDir, get_stage, run_stage
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -82,8 +82,6 @@ class ExampleContext:
 
     def save_figure(self, filename: str, figure) -> Path:
         """Save a matplotlib figure for the page (PNG, written atomically)."""
-        from llmkb.io import atomic_open
-
         with atomic_open(self.out / filename, "wb") as f:
             figure.savefig(f, format=Path(filename).suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
         return self.out / filename

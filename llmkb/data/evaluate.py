@@ -11,7 +11,7 @@ a duplicate whose original was already dropped as low quality, says nothing abou
 from __future__ import annotations
 
 DEDUP_STEPS = ("exact_dedup", "minhash_dedup")
-# category -> (manifest kinds that plant it, the step that should remove it, steps that run before it)
+# category -> (manifest kinds that plant it, the step that should remove it)
 FILTER_CATEGORIES = {
     "blocklisted": ({"blocklisted_domain", "banned_word_url"}, "url_filter"),
     "non_english": ({"foreign", "mixed"}, "language"),  # mixed: half English, half another language
