@@ -2,13 +2,15 @@
 
 In: command-line arguments. Out: whatever the subcommand writes (run folders, the site, a report).
 
-    llmkb pipeline [--run NAME] [--profile quick|default]
-    llmkb data | tokenizer [--run NAME] [--profile ...] [stage options]
+    llmkb pipeline [--run NAME] [--profile quick|default|gpu]
+    llmkb data | tokenizer | pretrain [--run NAME] [--profile ...] [stage options]
+    torchrun --nproc_per_node N -m llmkb -- pretrain [--run NAME]
     llmkb examples [list] | llmkb examples run NAME [--profile quick]
     llmkb docs build | serve [--profile ...] [--port 8000]
     llmkb doctor
     llmkb bench tokenizer [--megabytes 10] [--vocab-size 4096] [--repeat 2] [--out bench.json]
     llmkb bench data [--pages 3000] [--out bench.json]
+    llmkb bench pretrain [--run default] [--steps 200] [--warmup 20] [--repeat 3] [--threads 1] [--out bench.json]
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ import json
 import sys
 from pathlib import Path
 
-from llmkb.stages import PROFILES, RunDir
+from llmkb.stages import PROFILES, RunDir, StageStopped
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", default=None, help="run name: artifacts go to runs/<run>/ (default: the profile's name)")
     parser.add_argument("--runs-root", default="runs", help="folder that holds the runs (default: runs)")
-    parser.add_argument("--profile", choices=PROFILES, default="default", help="quick (tests, CI) or default (the main job)")
+    parser.add_argument("--profile", choices=PROFILES, default="default", help="quick (tests, CI), default (the main job, 2-core CPU) or gpu (one large GPU)")
 
 
 def _run_dir(args) -> RunDir:
@@ -52,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab-size", type=int, default=None, help="256 bytes + merges + special tokens")
     p.add_argument("--input", action="append", default=None, metavar="FILE", help="train on UTF-8 text files instead of the run's corpus")
 
+    p = sub.add_parser("pretrain", help="pretrain the GPT on the corpus (resumes; runs DDP under torchrun)")
+    _run_options(p)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--stop-after", type=int, default=None, metavar="N", help="stop after N steps (with a checkpoint); run again to resume")
+    p.add_argument("--mix", choices=["focused", "all"], default=None, help="planted pages + some filler (default), or the whole corpus")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--compile", choices=["auto", "yes", "no"], default=None, help="torch.compile: auto = on CUDA only")
+
     p = sub.add_parser("examples", help="list the page examples, or run one")
     ex = p.add_subparsers(dest="action")
     ex.add_parser("list", help="list the examples and their titles")
@@ -69,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="versions, device, and what is missing")
 
     p = sub.add_parser("bench", help="speed benchmarks that write JSON")
-    p.add_argument("what", choices=["tokenizer", "data"])
+    p.add_argument("what", choices=["tokenizer", "data", "pretrain"])
+    _run_options(p)
+    p.add_argument("--steps", type=int, default=200, help="pretrain: optimizer steps per training loop")
+    p.add_argument("--warmup", type=int, default=20, help="pretrain: first steps left out of the timing")
+    p.add_argument("--threads", type=int, default=1, help="pretrain: torch threads for both loops")
     p.add_argument("--megabytes", type=float, default=10.0, help="tokenizer: corpus size to benchmark on")
     p.add_argument("--pages", type=int, default=3000, help="data: size of the mini-web to crawl and filter")
     p.add_argument("--vocab-size", type=int, default=4096)
@@ -82,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
+    except StageStopped as e:  # asked for: not an error
+        print(f"llmkb {args.command}: {e}", file=sys.stderr)
+        return 0
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         print(f"llmkb {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -92,13 +109,15 @@ def _dispatch(args) -> int:
         from llmkb.pipeline import run_pipeline
 
         run_pipeline(_run_dir(args), args.profile)
-    elif args.command in ("data", "tokenizer"):
+    elif args.command in ("data", "tokenizer", "pretrain"):
         from llmkb.stages import run_stage
 
         overrides = {
             "data": lambda: {"seed_urls": args.seed_url, "warcs": args.warc, "pages": args.pages,
                              "tasks": args.tasks, "extractor": args.extractor},
             "tokenizer": lambda: {"vocab_size": args.vocab_size, "inputs": args.input},
+            "pretrain": lambda: {"max_steps": args.max_steps, "stop_after": args.stop_after, "mix": args.mix,
+                                 "device": args.device, "compile": args.compile},
         }[args.command]()  # fmt: skip
         run = RunDir(Path(args.out)) if getattr(args, "out", None) else _run_dir(args)
         metrics = run_stage(args.command, run, args.profile, **overrides)
@@ -120,6 +139,19 @@ def _dispatch(args) -> int:
         print(report())
     elif args.command == "bench" and args.what == "data":
         _bench_data(args)
+    elif args.command == "bench" and args.what == "pretrain":
+        from llmkb.pretrain.bench import run_benchmark, to_markdown
+        from llmkb.stages import get_stage
+
+        shards = _run_dir(args).require("pretrain") / "shards"  # the run's shards, read only
+        config = get_stage("pretrain").config(args.profile)
+        results = run_benchmark(shards, config, args.steps, args.warmup, threads=args.threads, repeat=args.repeat)
+        print(json.dumps(results, indent=2))
+        print(to_markdown(results))
+        if args.out:
+            from llmkb.io import write_json
+
+            write_json(args.out, results)
     elif args.command == "bench":
         from llmkb.corpus import build_corpus
         from llmkb.tokenizer.bench import run_benchmark, to_markdown

@@ -25,7 +25,7 @@ import random
 import re
 import sys
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from llmkb.io import read_jsonl
@@ -126,14 +126,19 @@ def build_corpus(target_bytes: int, seed: int = 0, shares: tuple[float, float, f
     return docs
 
 
-def split_heldout(docs: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
+def split_heldout(docs: list[dict], fraction: float, always_train: Collection[str] = ()) -> tuple[list[dict], list[dict]]:
     """Split by a hash of each id, so a document stays on its side when the corpus grows.
+
+    Ids in ``always_train`` stay in training whatever their hash (the mini-web's planted facts and
+    passages: the experiments on later pages count how often the model saw them).
 
     >>> train, heldout = split_heldout([{"id": str(i)} for i in range(1000)], 0.1)
     >>> len(train) + len(heldout), 50 < len(heldout) < 150
     (1000, True)
     """
     def is_heldout(doc: dict) -> bool:
+        if doc["id"] in always_train:
+            return False
         digest = hashlib.sha1(doc["id"].encode()).digest()
         return int.from_bytes(digest[:4], "big") < fraction * 2**32
 

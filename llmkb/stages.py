@@ -21,10 +21,19 @@ from typing import Any
 from llmkb.io import read_json, write_json
 
 # Pipeline order. Each module calls register() at import time.
-STAGE_MODULES = ["llmkb.data.stage", "llmkb.tokenizer.stage"]
+STAGE_MODULES = ["llmkb.data.stage", "llmkb.tokenizer.stage", "llmkb.pretrain.stage"]
 
-#: Profiles every config understands: "quick" for tests and CI, "default" for the main job.
-PROFILES = ("quick", "default")
+#: Profiles every config understands: "quick" for tests and CI, "default" for the main job (sized
+#: for a 2-core CPU), "gpu" for one large GPU (stages without a GPU setting use their default).
+PROFILES = ("quick", "default", "gpu")
+
+
+class StageStopped(Exception):
+    """A stage stopped early because it was asked to (e.g. ``--stop-after``); running it again resumes.
+
+    Not an error, but the stage has not finished: no ``metrics.json`` is written, so later stages
+    cannot take its half-made artifacts.
+    """
 
 
 @dataclass
@@ -101,9 +110,13 @@ def run_stage(name: str, run: RunDir, profile: str = "default", **overrides) -> 
     stage = get_stage(name)
     config = stage.config(profile, **overrides)
     out = run.stage(name)
-    write_json(out / "config.json", {"profile": profile, **dataclasses.asdict(config)})
+    main = os.environ.get("RANK", "0") == "0"  # under torchrun, process 0 alone writes the files
+    if main:
+        (out / "metrics.json").unlink(missing_ok=True)  # until this run finishes, the stage is not done
+        write_json(out / "config.json", {"profile": profile, **dataclasses.asdict(config)})
     t0 = time.perf_counter()
     metrics = stage.run(config, run)
     metrics = {**metrics, "wall_s": round(time.perf_counter() - t0, 2)}
-    write_json(out / "metrics.json", metrics)
+    if main:
+        write_json(out / "metrics.json", metrics)
     return metrics

@@ -227,6 +227,11 @@ def acquire_warcs(config: DataConfig, out: Path) -> tuple[list[Path], dict | Non
     return warcs, manifest, stats
 
 
+def planted_urls(manifest: dict) -> set[str]:
+    """Pages that carry the encyclopedia's facts or the planted passages (they stay in training)."""
+    return {u for e in manifest["entities"] for u in e["pages"]} | {u for p in manifest["passages"] for u in p["urls"]}
+
+
 def run(config: DataConfig, run_dir: RunDir) -> dict:
     out = run_dir.stage("data")
     t0 = time.perf_counter()
@@ -248,7 +253,8 @@ def run(config: DataConfig, run_dir: RunDir) -> dict:
         {"id": d["url"], "url": d["url"], "source": "web", "lang": d["lang"], "lang_score": d["lang_score"], "text": d["text"]}
         for d in docs
     ]
-    train, heldout = split_heldout(records, config.heldout_fraction)
+    planted = planted_urls(manifest) if manifest else set()
+    train, heldout = split_heldout(records, config.heldout_fraction, always_train=planted)
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "heldout.jsonl", heldout)
     write_jsonl(out / "dropped.jsonl", dropped)

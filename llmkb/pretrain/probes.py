@@ -1,0 +1,164 @@
+"""Experiments on a base model: what pretraining alone produces.
+
+In: a trained :class:`~llmkb.model.gpt.GPT`, its tokenizer and (for the planted cases) the
+mini-web's manifest. Out: plain numbers and strings for the base-model page:
+
+- :func:`next_token_table`: the distribution over the next token, its top entries;
+- :func:`sample`: continuations, different every time unless the seed is fixed;
+- :func:`regurgitation`: how many tokens of a passage the model recites exactly from its start;
+- :func:`few_shot_accuracy`: zero-shot vs few-shot prompting on a task the model was never trained for,
+  scored by exact match of the generated answer, or (:func:`few_shot_choice`) by which of a list of
+  candidate answers the model finds most likely, as benchmarks score base models;
+- :func:`repeat_accuracy`: the standard test for "induction heads", the copying circuit behind
+  in-context learning: can the model predict a random token sequence the second time it sees it?
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from llmkb.model.gpt import GPT
+
+
+def _device(model: GPT) -> torch.device:
+    return next(model.parameters()).device
+
+
+def encode(tokenizer, text: str) -> torch.Tensor:
+    """``text`` as a (1, T) tensor of ids (no special tokens added)."""
+    return torch.tensor([tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]], dtype=torch.long)
+
+
+@torch.no_grad()
+def next_token_table(model: GPT, tokenizer, prompt: str, k: int = 8) -> list[tuple[str, float]]:
+    """The ``k`` most likely next tokens after ``prompt`` with their probabilities."""
+    model.eval()
+    logits, _ = model(encode(tokenizer, prompt).to(_device(model))[:, -model.config.context :])
+    probs = logits[0, -1].float().softmax(-1)
+    top = torch.topk(probs, k)
+    return [(tokenizer.decode([int(i)]), float(p)) for p, i in zip(top.values, top.indices)]
+
+
+@torch.no_grad()
+def sample(model: GPT, tokenizer, prompt: str, max_new_tokens: int = 40, temperature: float = 1.0,
+           top_k: int | None = None, seed: int | None = None, stop_at_eot: bool = True) -> str:
+    """One continuation of ``prompt`` (the new text only). ``temperature=0`` is greedy."""
+    model.eval()
+    generator = torch.Generator(device=_device(model)).manual_seed(seed) if seed is not None else None
+    ids = encode(tokenizer, prompt).to(_device(model))
+    stop = tokenizer.convert_tokens_to_ids("<|endoftext|>") if stop_at_eot else None
+    out = model.generate(ids, max_new_tokens, temperature, top_k, generator, stop_id=stop)[0, ids.shape[1] :].tolist()
+    if stop is not None and stop in out:
+        out = out[: out.index(stop)]
+    return tokenizer.decode(out)
+
+
+@dataclass
+class Recital:
+    prefix: str  # what the model was given
+    expected: str  # how the passage really goes on
+    produced: str  # what the model said (greedy)
+    matched_tokens: int  # tokens equal to the passage's, counted from the start, up to the first mistake
+    total_tokens: int
+
+
+@torch.no_grad()
+def regurgitation(model: GPT, tokenizer, passage: str, prefix_tokens: int = 12, continue_tokens: int = 40) -> Recital:
+    """Give the model the first ``prefix_tokens`` tokens of ``passage``; count how many of the next
+    ``continue_tokens`` it reproduces exactly with greedy decoding before its first mistake."""
+    model.eval()
+    ids = encode(tokenizer, passage)[0]
+    if len(ids) < prefix_tokens + continue_tokens:
+        raise ValueError(f"the passage has {len(ids)} tokens; need at least {prefix_tokens + continue_tokens}")
+    prefix, target = ids[:prefix_tokens], ids[prefix_tokens : prefix_tokens + continue_tokens]
+    out = model.generate(prefix[None].to(_device(model)), continue_tokens, temperature=0)[0, prefix_tokens:].cpu()
+    wrong = (out != target).nonzero()
+    matched = int(wrong[0]) if len(wrong) else continue_tokens
+    return Recital(tokenizer.decode(prefix.tolist()), tokenizer.decode(target.tolist()), tokenizer.decode(out.tolist()),
+                   matched, continue_tokens)  # fmt: skip
+
+
+@dataclass
+class FewShotResult:
+    shots: int
+    accuracy: float
+    examples: list[tuple[str, str, str]]  # (prompt, expected, answer) for the first few queries
+
+
+@torch.no_grad()
+def few_shot_accuracy(model: GPT, tokenizer, demonstrations: list[tuple[str, str]], queries: list[tuple[str, str]],
+                      shots: int, max_new_tokens: int = 8, show: int = 3) -> FewShotResult:
+    """Exact-match accuracy of greedy answers when ``shots`` solved examples precede each query.
+
+    A prompt is ``"{q1} {a1}\\n{q2} {a2}\\n...{query}"``; the answer is the generated text up to the
+    first newline, stripped. The demonstrations never include the query itself.
+    """
+    hits, examples = 0, []
+    for n, (query, expected) in enumerate(queries):
+        prompt = few_shot_prompt(demonstrations, query, shots)
+        answer = sample(model, tokenizer, prompt, max_new_tokens, temperature=0).split("\n")[0].strip()
+        hits += answer == expected
+        if n < show:
+            examples.append((prompt, expected, answer))
+    return FewShotResult(shots, hits / max(1, len(queries)), examples)
+
+
+def few_shot_prompt(demonstrations: list[tuple[str, str]], query: str, shots: int) -> str:
+    """``shots`` solved examples (never the query itself), one per line, then the query.
+
+    Examples:
+        >>> few_shot_prompt([("2+2=", "4"), ("3+3=", "6")], "1+1=", 2)
+        '2+2= 4\\n3+3= 6\\n1+1='
+    """
+    demos = [d for d in demonstrations if d[0] != query][:shots]
+    return "".join(f"{q} {a}\n" for q, a in demos) + query
+
+
+@torch.no_grad()
+def answer_logprob(model: GPT, tokenizer, prompt: str, answer: str) -> float:
+    """Mean log-probability per token of ``" " + answer`` right after ``prompt``."""
+    model.eval()
+    prompt_ids = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
+    answer_ids = tokenizer(" " + answer, add_special_tokens=False, verbose=False)["input_ids"]
+    ids = torch.tensor([prompt_ids + answer_ids])[:, -model.config.context :].to(_device(model))
+    logits, _ = model(ids)
+    logp = logits[0, :-1].float().log_softmax(-1)  # position t predicts token t + 1
+    n = len(answer_ids)
+    return float(logp[-n:].gather(1, ids[0, -n:, None]).mean())
+
+
+@torch.no_grad()
+def few_shot_choice(model: GPT, tokenizer, demonstrations: list[tuple[str, str]], queries: list[tuple[str, str]],
+                    options: list[str], shots: int) -> float:
+    """Accuracy when the model's answer is the option it finds most likely after the prompt."""
+    hits = 0
+    for query, expected in queries:
+        prompt = few_shot_prompt(demonstrations, query, shots)
+        scores = {option: answer_logprob(model, tokenizer, prompt, option) for option in options}
+        hits += max(scores, key=scores.get) == expected
+    return hits / max(1, len(queries))
+
+
+@torch.no_grad()
+def repeat_accuracy(model: GPT, vocab_low: int, vocab_high: int, length: int = 40, trials: int = 20,
+                    seed: int = 0) -> tuple[float, float]:
+    """Next-token accuracy on a random token sequence shown twice: (first copy, second copy).
+
+    The first copy is unpredictable by construction. A model with induction heads ("the last time
+    this token appeared, that token followed it") predicts most of the second copy; a model
+    without them does no better than the first time.
+    """
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    first = second = 0.0
+    for _ in range(trials):
+        sequence = torch.randint(vocab_low, vocab_high, (length,), generator=generator)
+        ids = torch.cat([sequence, sequence])[None, -model.config.context :].to(_device(model))
+        predicted = model(ids)[0][0, :-1].argmax(-1)
+        target = ids[0, 1:]
+        half = ids.shape[1] // 2
+        first += (predicted[: half - 1] == target[: half - 1]).float().mean().item()
+        second += (predicted[half:] == target[half:]).float().mean().item()
+    return first / trials, second / trials

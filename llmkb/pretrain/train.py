@@ -1,0 +1,255 @@
+"""The pretraining loop: predict the next token, measure the error, nudge every weight, repeat.
+
+In: token shards (:mod:`llmkb.pretrain.shards`) and a :class:`PretrainConfig`. Out, in the output
+folder: ``checkpoint/`` (safetensors weights, optimizer state, step), ``log.jsonl`` (loss, learning
+rate, gradient norm, tokens/s, MFU per step; validation loss every ``eval_every`` steps).
+
+One optimizer step, as in nanoGPT:
+
+1. draw ``batch_size`` random windows (the same ones on every process: the draw is seeded by the
+   step number, which is also why a resumed run sees exactly the batches it would have seen);
+2. split them into ``grad_accum`` micro-batches per process; forward, cross-entropy, backward each,
+   adding up gradients (under DDP, processes average their gradients on the last micro-batch);
+3. stop if the loss is NaN or infinite, before the bad gradient touches the weights;
+4. clip the gradient norm, set the learning rate (linear warmup, then cosine decay), AdamW step.
+
+On CUDA the forward runs under bf16 autocast, the model is compiled with ``torch.compile`` and AdamW
+uses its fused kernel; on CPU everything stays fp32. Run it under ``torchrun --nproc_per_node N``
+and it trains with DistributedDataParallel (gloo on CPU, NCCL on GPUs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from llmkb.device import autocast, peak_flops, pick_device
+from llmkb.io import read_jsonl, write_jsonl
+from llmkb.model.gpt import GPT, ModelConfig, configure_optimizer
+from llmkb.pretrain.checkpoint import load_checkpoint, read_state, recover, save_checkpoint
+from llmkb.pretrain.shards import TokenShards
+
+
+@dataclass
+class PretrainConfig:
+    # -- what to train on
+    mix: str = "focused"  # "focused": the encyclopedia and passage pages plus filler_bytes of the rest; "all"
+    filler_bytes: int = 150_000  # with mix="focused": how much ordinary text joins the planted pages
+    # -- the model (see llmkb.model.gpt.ModelConfig; vocab_size comes from the tokenizer)
+    context: int = 128
+    d_model: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int = 2  # GQA: two query heads share each key/value head
+    d_ff: int = 320
+    # -- the optimization
+    max_steps: int = 2000
+    batch_size: int = 8  # windows per optimizer step, summed over processes and micro-batches
+    grad_accum: int = 1  # micro-batches per process per step
+    lr: float = 3e-3  # peak learning rate, reached after warmup
+    min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # max global gradient norm (0: no clipping)
+    seed: int = 0
+    # -- bookkeeping
+    eval_every: int = 250  # steps between validation passes (and at the end)
+    eval_tokens: int = 32_768  # validation tokens per pass
+    checkpoint_every: int = 250  # steps between checkpoints (and at the end)
+    stop_after: int = 0  # > 0: stop after this many steps in this invocation (a later run resumes)
+    device: str = "auto"  # "auto" picks CUDA when present
+    compile: str = "auto"  # "auto": torch.compile on CUDA only; "yes" / "no" to force
+    progress: bool = True
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        return ModelConfig(
+            vocab_size=vocab_size, context=self.context, d_model=self.d_model, n_layer=self.n_layer,
+            n_head=self.n_head, n_kv_head=self.n_kv_head, d_ff=self.d_ff,
+        )  # fmt: skip
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the weights were not updated with it."""
+
+def lr_at(step: int, config: PretrainConfig) -> float:
+    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``max_steps``.
+
+    >>> c = PretrainConfig(lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    >>> lr_at(0, c), lr_at(9, c), lr_at(60, c), lr_at(110, c)
+    (0.1, 1.0, 0.55, 0.1)
+    """
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
+    floor = config.lr * config.min_lr_ratio
+    return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> Distributed:
+    """Join the process group when started by torchrun (``WORLD_SIZE`` > 1); a no-op otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def batch_generator(seed: int, step: int) -> torch.Generator:
+    """The random source of step ``step``'s batch: a function of (seed, step) only, so resuming is exact."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, data: TokenShards, config: PretrainConfig, device: str) -> float:
+    """Mean next-token loss over the first ``eval_tokens`` tokens of ``data`` (consecutive windows)."""
+    model.eval()
+    total, count = 0.0, 0
+    for x, y in data.sequential(max(1, config.batch_size), config.context, config.eval_tokens):
+        with autocast(device):
+            _, loss = model(x.to(device), y.to(device))
+        total += loss.item() * y.numel()
+        count += y.numel()
+    model.train()
+    if count == 0:
+        raise ValueError(f"{data.source}: the validation split is shorter than one window of {config.context + 1} tokens")
+    return total / count
+
+
+def train(config: PretrainConfig, train_data: TokenShards, val_data: TokenShards, out_dir: str | Path) -> dict:
+    """Train (or resume) a model into ``out_dir``; returns the final numbers. See the module docstring."""
+    out_dir = Path(out_dir)
+    device = pick_device(config.device)
+    ddp = init_distributed(device)
+    if device == "cuda":
+        device = f"cuda:{ddp.local_rank}"
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+    per_step = ddp.world * config.grad_accum
+    if config.batch_size % per_step:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by processes x grad_accum = {per_step}")
+    micro = config.batch_size // per_step
+    train_data.check_window(config.context)
+
+    torch.manual_seed(config.seed)
+    model_config = config.model_config(train_data.vocab_size)
+    model = GPT(model_config).to(device)
+    optimizer = configure_optimizer(model, config.lr, config.weight_decay, (config.beta1, config.beta2), device)
+    ckpt = out_dir / "checkpoint"
+    log: list[dict] = []
+    step = 0
+    recover(ckpt)
+    if ckpt.exists():  # resume: weights, optimizer moments, step and the log up to that step
+        step = load_checkpoint(ckpt, model, optimizer)["step"]
+        log = [r for r in read_jsonl(out_dir / "log.jsonl") if r["step"] < step] if (out_dir / "log.jsonl").exists() else []
+
+    compiled = config.compile == "yes" or (config.compile == "auto" and device.startswith("cuda"))
+    fast = torch.compile(model) if compiled else model  # same weights as model, faster kernels
+    runner = fast
+    if ddp.world > 1:
+        runner = torch.nn.parallel.DistributedDataParallel(fast, device_ids=[ddp.local_rank] if device.startswith("cuda") else None)
+
+    def checkpoint() -> None:
+        if ddp.main:
+            state = {"step": step, "model_config": model_config.to_dict(), "train_config": dataclasses.asdict(config)}
+            save_checkpoint(ckpt, model, optimizer, state)
+            write_jsonl(out_dir / "log.jsonl", log)
+
+    tokens_per_step = config.batch_size * config.context
+    flops_per_step = model.flops_per_token(config.context) * tokens_per_step
+    peak = peak_flops(device)
+    last_step = config.max_steps if not config.stop_after else min(config.max_steps, step + config.stop_after)
+    bar = tqdm(total=config.max_steps, initial=step, desc="pretrain", unit="step", disable=not (config.progress and ddp.main))
+    try:
+        while step < last_step:
+            t0 = time.perf_counter()
+            lr = lr_at(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x_all, y_all = train_data.batch(config.batch_size, config.context, batch_generator(config.seed, step))
+            loss_sum = torch.zeros((), device=device)
+            for m in range(config.grad_accum):
+                rows = slice((m * ddp.world + ddp.rank) * micro, (m * ddp.world + ddp.rank + 1) * micro)
+                x, y = x_all[rows].to(device, non_blocking=True), y_all[rows].to(device, non_blocking=True)
+                last_micro = m == config.grad_accum - 1
+                sync = nullcontext() if (ddp.world == 1 or last_micro) else runner.no_sync()
+                with sync, autocast(device):
+                    _, loss = runner(x, y)
+                (loss / config.grad_accum).backward()
+                loss_sum += loss.detach()
+            loss_step = loss_sum / config.grad_accum
+            if ddp.world > 1:
+                dist.all_reduce(loss_step, op=dist.ReduceOp.AVG)
+            loss_value = loss_step.item()
+            if not math.isfinite(loss_value):
+                optimizer.zero_grad(set_to_none=True)
+                where = f"the last good checkpoint is {ckpt} (step {read_state(ckpt)['step']})" if ckpt.exists() else "no checkpoint was written yet"
+                raise NonFiniteLoss(
+                    f"step {step}: the training loss is {loss_value}; stopped before updating the weights; {where}. "
+                    "Lower the learning rate or check the data"
+                )
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip or float("inf")).item()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            step += 1
+            record = {"step": step - 1, "loss": round(loss_value, 5), "lr": lr, "grad_norm": round(grad_norm, 4),
+                      "tokens_per_s": round(tokens_per_step / dt, 1)}  # fmt: skip
+            if peak:
+                record["mfu"] = round(flops_per_step / dt / (peak * ddp.world), 4)
+            log.append(record)  # before validating: an interrupt there must not lose this step's record
+            if step % config.eval_every == 0 or step == config.max_steps:
+                record["val_loss"] = round(evaluate(fast, val_data, config, device), 5)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+            if step % config.checkpoint_every == 0 or step == last_step:
+                checkpoint()
+    except KeyboardInterrupt:
+        checkpoint()  # keep what the interrupted run learned; running again resumes from here
+        raise
+    finally:
+        bar.close()
+    return summarize(log, model, config, step)
+
+
+def summarize(log: list[dict], model: GPT, config: PretrainConfig, step: int) -> dict:
+    """The run's key numbers from its log."""
+    val = [r["val_loss"] for r in log if "val_loss" in r]
+    # Tokens/s from the steady state: the first steps include compilation and warm-up.
+    speeds = sorted(r["tokens_per_s"] for r in log[len(log) // 5 :]) or [0.0]
+    mfus = sorted(r["mfu"] for r in log[len(log) // 5 :] if "mfu" in r)
+    return {
+        "steps": step,
+        "finished": step >= config.max_steps,
+        "params": model.num_params(),
+        "train_loss": log[-1]["loss"] if log else None,
+        "val_loss": val[-1] if val else None,
+        "val_perplexity": round(math.exp(val[-1]), 2) if val else None,
+        "tokens_per_s": speeds[len(speeds) // 2],
+        "mfu": mfus[len(mfus) // 2] if mfus else None,
+        "tokens_seen": step * config.batch_size * config.context,
+    }
