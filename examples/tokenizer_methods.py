@@ -19,7 +19,7 @@ from llmkb.examples import context
 
 ctx = context("tokenizer_methods")
 corpus_dir = ctx.ensure("data")  # the clean corpus: English only, after the language filter
-budget = {"quick": 400_000, "default": 2_000_000}[ctx.profile]  # bytes of training text per method
+budget = 400_000 if ctx.profile == "quick" else 2_000_000  # bytes of training text per method
 train_texts, used = [], 0
 for doc in load_split(corpus_dir, "train"):
     if used >= budget:
@@ -43,7 +43,7 @@ def train_ours(texts, vocab_size):
     return BPETokenizer.train(texts, vocab_size)  # anything with encode() and a vocab size fits
 
 
-vocab_size = {"quick": 1024, "default": 4096}[ctx.profile]
+vocab_size = 1024 if ctx.profile == "quick" else 4096
 ours = MethodSpec(train_ours, library="llmkb (pure Python)", granularity="byte-level subword", example_models="this site")
 results = compare_methods(train_texts, heldout_english, heldout_other, vocab_size, extra={"BPE (llmkb, from scratch)": ours})
 table = to_markdown(results)

@@ -19,7 +19,7 @@ from llmkb.examples import context
 from llmkb.tokenizer.bench import run_benchmark, to_markdown
 
 ctx = context("tokenizer_speed")
-megabytes, vocab_size = {"quick": (0.3, 512), "default": (10.0, 4096)}[ctx.profile]
+megabytes, vocab_size = (0.3, 512) if ctx.profile == "quick" else (10.0, 4096)
 texts = [doc["text"] for doc in build_corpus(int(megabytes * 1e6))]
 results = run_benchmark(texts, vocab_size)
 speed_table = to_markdown(results)

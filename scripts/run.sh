@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${LLMKB_PROFILE:-default}
+# One torch thread: the tiny model's matrices are too small to share between cores, and the numbers
+# on the pages (speeds, losses) were measured this way.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 bash scripts/setup.sh
 .venv/bin/llmkb pipeline --profile "$profile"
 exec .venv/bin/llmkb docs serve --profile "$profile" --port "${PORT:-8000}"

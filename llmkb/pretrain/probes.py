@@ -5,7 +5,8 @@ mini-web's manifest. Out: plain numbers and strings for the base-model page:
 
 - :func:`next_token_table`: the distribution over the next token, its top entries;
 - :func:`sample`: continuations, different every time unless the seed is fixed;
-- :func:`regurgitation`: how many tokens of a passage the model recites exactly from its start;
+- :func:`regurgitation`: how many tokens of a passage the model recites exactly from its start, and
+  :func:`recital_rate`: how often that happens for random windows of some texts;
 - :func:`few_shot_accuracy`: zero-shot vs few-shot prompting on a task the model was never trained for,
   scored by exact match of the generated answer, or (:func:`few_shot_choice`) by which of a list of
   candidate answers the model finds most likely, as benchmarks score base models;
@@ -78,6 +79,27 @@ def regurgitation(model: GPT, tokenizer, passage: str, prefix_tokens: int = 12, 
     matched = int(wrong[0]) if len(wrong) else continue_tokens
     return Recital(tokenizer.decode(prefix.tolist()), tokenizer.decode(target.tolist()), tokenizer.decode(out.tolist()),
                    matched, continue_tokens)  # fmt: skip
+
+
+def recital_rate(model: GPT, tokenizer, texts: list[str], windows: int = 30, prefix_tokens: int = 12,
+                 continue_tokens: int = 40, seed: int = 0, threshold: float = 0.9) -> float:
+    """Share of random windows of ``texts`` whose next ``continue_tokens`` tokens the model recites
+    (at least ``threshold`` of them matched before the first mistake) from a ``prefix_tokens`` start."""
+    import random
+
+    rng = random.Random(seed)
+    long_enough = [ids for ids in (tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"] for t in texts)
+                   if len(ids) >= prefix_tokens + continue_tokens]  # fmt: skip
+    if not long_enough:
+        raise ValueError(f"no text has the {prefix_tokens + continue_tokens} tokens one window needs")
+    recited = 0
+    for _ in range(windows):
+        ids = rng.choice(long_enough)
+        start = rng.randrange(len(ids) - prefix_tokens - continue_tokens + 1)
+        window = tokenizer.decode(ids[start : start + prefix_tokens + continue_tokens])
+        result = regurgitation(model, tokenizer, window, prefix_tokens, continue_tokens)
+        recited += result.matched_tokens >= threshold * continue_tokens
+    return recited / windows
 
 
 @dataclass

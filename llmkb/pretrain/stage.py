@@ -112,7 +112,11 @@ def plot_losses(log: list[dict], path: str | Path | None = None):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    ax.plot([r["step"] for r in log], [r["loss"] for r in log], lw=0.8, alpha=0.7, label="training batch")
+    steps, losses = [r["step"] for r in log], [r["loss"] for r in log]
+    ax.plot(steps, losses, lw=0.6, alpha=0.35, color="tab:blue", label="training batch")
+    window = max(1, len(losses) // 40)  # a running mean shows the trend through the batch-to-batch noise
+    smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
+    ax.plot(steps, smooth, lw=1.6, color="tab:blue", label=f"training, mean of {window} steps")
     val = [r for r in log if "val_loss" in r]
     ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="held-out text")
     ax.set(xlabel="step", ylabel="cross-entropy (nats per token)", title="Pretraining loss")

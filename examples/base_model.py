@@ -1,0 +1,142 @@
+"""The base model: next-token prediction, stochastic samples, dreamed documents, regurgitation and few-shot prompts.
+
+Run it: ``llmkb examples run base_model --profile quick`` (or ``python examples/base_model.py``).
+The base-model page includes its sections; the docs build saves its tables.
+"""
+
+# %% [markdown]
+# # What pretraining alone gives you
+# Experiments on the base model the pretraining stage saved, using the mini-web's manifest to know
+# which facts and passages it saw, and how often.
+
+# %%
+# --8<-- [start:load]
+import torch
+
+from llmkb.examples import context
+from llmkb.io import read_json
+from llmkb.model.hf import load_pretrained as load_model
+from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
+
+ctx = context("base_model")
+model_dir = ctx.ensure("pretrain") / "model"  # the Hugging Face folder the stage wrote
+model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
+truth = read_json(ctx.run.require("data") / "miniweb" / "manifest.json")  # what the mini-web planted
+frequent = [e for e in truth["entities"] if e["frequency"] == "frequent"]
+person = frequent[0]
+print(f"{model.num_params():,} parameters; {person['name']!r} appears on {len(person['pages'])} pages:", person["facts"])
+# --8<-- [end:load]
+quick = ctx.profile == "quick"  # the quick profile's model trains for seconds: it shows the mechanics, not the skills
+
+# %%
+# --8<-- [start:next-token]
+from llmkb.pretrain.probes import next_token_table
+
+prompt = f"{person['name']} was born in"
+table = next_token_table(model, tokenizer, prompt, k=6)
+print(f"after {prompt!r} the model predicts:")
+for token, p in table:
+    print(f"  {token!r:<22} {p:6.1%} {'#' * round(40 * p)}")
+# --8<-- [end:next-token]
+assert abs(sum(p for _, p in next_token_table(model, tokenizer, prompt, k=len(tokenizer))) - 1) < 1e-3
+
+# %%
+# --8<-- [start:stochastic]
+from llmkb.pretrain.probes import sample
+
+samples = [sample(model, tokenizer, prompt, max_new_tokens=24, temperature=1.0, seed=s) for s in range(5)]
+for s in samples:
+    print(repr(s))
+print("greedy, twice:", sample(model, tokenizer, prompt, 12, temperature=0) == sample(model, tokenizer, prompt, 12, temperature=0))
+# --8<-- [end:stochastic]
+assert len(set(samples)) >= 3  # the same prompt, different continuations
+
+# %%
+# --8<-- [start:dream]
+dream = sample(model, tokenizer, "<|endoftext|>", max_new_tokens=120, temperature=0.8, seed=7)
+print(dream)
+# --8<-- [end:dream]
+assert len(dream) > 50
+
+# %%
+# --8<-- [start:regurgitation]
+from llmkb.pretrain.probes import regurgitation
+from llmkb.pretrain.stage import training_mix
+from llmkb.stages import get_stage
+
+texts, mix = training_mix(ctx.run.require("data"), get_stage("pretrain").config(ctx.profile))
+rows = ["| passage | times in the training mix | tokens recited exactly (of 40) |", "|---|---:|---:|"]
+recitals = {}
+for passage in truth["passages"]:
+    seen = sum(t.count(passage["text"]) for t in texts)
+    recitals[passage["id"]] = recital = regurgitation(model, tokenizer, passage["text"], prefix_tokens=12, continue_tokens=40)
+    rows.append(f"| {passage['id']} | {seen} | {recital.matched_tokens} |")
+    print(f"[{passage['id']}] given: {recital.prefix!r}\n  model: {recital.produced!r}\n  truth: {recital.expected!r}\n")
+regurgitation_table = "\n".join(rows) + "\n"
+ctx.save_text("regurgitation.md", regurgitation_table)
+print(regurgitation_table)
+# --8<-- [end:regurgitation]
+if not quick:
+    assert recitals["repeated"].matched_tokens > 3 * max(1, recitals["once"].matched_tokens)
+
+# %%
+# --8<-- [start:recital-rate]
+from llmkb.corpus import load_split
+from llmkb.pretrain.probes import recital_rate
+
+ordinary = texts[mix.get("planted_documents", 0) :]  # training pages with nothing planted: each in the data once
+heldout = [d["text"] for d in load_split(ctx.run.require("data"), "heldout")]
+rates = {"ordinary training pages (once in the data)": recital_rate(model, tokenizer, ordinary),
+         "held-out pages (never trained on)": recital_rate(model, tokenizer, heldout)}  # fmt: skip
+for group, rate in rates.items():
+    print(f"{group}: {rate:.0%} of 30 random windows recited (36+ of 40 tokens)")
+# --8<-- [end:recital-rate]
+assert rates["held-out pages (never trained on)"] <= 0.1  # unseen text cannot be recited (boilerplate aside)
+
+# %%
+# --8<-- [start:few-shot]
+from llmkb.data.miniweb import OCCUPATIONS
+from llmkb.pretrain.probes import few_shot_accuracy, few_shot_choice, few_shot_prompt
+
+demos, asked = frequent[:20], frequent[20:60]  # the answers are facts the model saw ~30 times each
+
+
+def year_question(e):
+    return f"Q: In what year was {e['name']} born?\nA:", str(e["facts"]["born"])
+
+
+def job_question(e):
+    return f"Q: What was {e['name']}'s job?\nA:", e["facts"]["occupation"]
+
+
+def job_in_training_words(e):
+    return f"{e['name']} was a", e["facts"]["occupation"]
+
+
+rows = ["| task | scored by | 0-shot | 3-shot |", "|---|---|---:|---:|"]
+for task, make, scoring in [("birth year, as a question", year_question, "exact answer"),
+                            ("job, as a question", job_question, "best of 30 jobs"),
+                            ("job, in the training text's words", job_in_training_words, "best of 30 jobs")]:  # fmt: skip
+    pairs_demo, pairs_asked = [make(e) for e in demos], [make(e) for e in asked]
+    scores = []
+    for shots in (0, 3):
+        if scoring == "exact answer":
+            scores.append(few_shot_accuracy(model, tokenizer, pairs_demo, pairs_asked, shots).accuracy)
+        else:
+            scores.append(few_shot_choice(model, tokenizer, pairs_demo, pairs_asked, OCCUPATIONS, shots))
+    rows.append(f"| {task} | {scoring} | {scores[0]:.0%} | {scores[1]:.0%} |")
+few_shot_table = "\n".join(rows) + "\n"
+ctx.save_text("few_shot.md", few_shot_table)
+print(few_shot_table)
+print("a 3-shot prompt:\n" + few_shot_prompt([year_question(e) for e in demos], year_question(asked[0])[0], 3))
+# --8<-- [end:few-shot]
+assert len(rows) == 5
+
+# %%
+# --8<-- [start:induction]
+from llmkb.pretrain.probes import repeat_accuracy
+
+first, second = repeat_accuracy(model, vocab_low=256, vocab_high=tokenizer.vocab_size, length=40)  # no byte or special tokens
+print(f"random tokens, first time through: {first:.0%} predicted; second time through: {second:.0%}")
+# --8<-- [end:induction]
+assert first < 0.1  # a random sequence cannot be predicted the first time through
