@@ -70,7 +70,7 @@ rows = [
     ("optimizer steps", f"{metrics['steps']:,}"),
     ("tokens seen", f"{metrics['tokens_seen']:,} ({metrics['epochs']} passes over {metrics['train_tokens']:,})"),
     ("training speed", f"{metrics['tokens_per_s']:,.0f} tokens/s"),
-    ("wall time", f"{metrics['wall_s']:.0f} s"),
+    ("time in training steps", f"{metrics['train_s']:.0f} s"),
     ("held-out loss", f"{metrics['val_loss']:.3f} nats/token (perplexity {metrics['val_perplexity']})"),
     ("unigram baseline", f"{metrics['unigram_val_loss']:.3f} nats/token (perplexity {metrics['unigram_val_perplexity']})"),
 ]

@@ -227,7 +227,7 @@ def test_the_loss_goes_down_and_the_summary_matches_the_log(run_a, tokenizer):
     assert summary == {
         "steps": 30, "finished": True, "params": params, "train_loss": log[-1]["loss"], "val_loss": val[-1],
         "val_perplexity": round(math.exp(val[-1]), 2), "tokens_per_s": summary["tokens_per_s"], "mfu": None,
-        "tokens_seen": 30 * 4 * 16,
+        "tokens_seen": 30 * 4 * 16, "train_s": round(sum(4 * 16 / r["tokens_per_s"] for r in log), 1),
     }  # fmt: skip
     assert summary["tokens_per_s"] > 0
     state = read_state(out / "checkpoint")

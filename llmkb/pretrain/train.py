@@ -250,6 +250,8 @@ def summarize(log: list[dict], model: GPT, config: PretrainConfig, step: int) ->
         "val_loss": val[-1] if val else None,
         "val_perplexity": round(math.exp(val[-1]), 2) if val else None,
         "tokens_per_s": speeds[len(speeds) // 2],
+        # Time spent in training steps over the whole run, resumed parts included (no evaluation).
+        "train_s": round(sum(config.batch_size * config.context / r["tokens_per_s"] for r in log), 1),
         "mfu": mfus[len(mfus) // 2] if mfus else None,
         "tokens_seen": step * config.batch_size * config.context,
     }
