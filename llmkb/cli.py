@@ -5,6 +5,7 @@ In: command-line arguments. Out: whatever the subcommand writes (run folders, th
     llmkb pipeline [--run NAME] [--profile quick|default|gpu]
     llmkb data | tokenizer | pretrain [--run NAME] [--profile ...] [stage options]
     torchrun --nproc_per_node N -m llmkb -- pretrain [--run NAME]
+    llmkb quantize | eval [--run NAME] [--model DIR] [--out results.json]
     llmkb examples [list] | llmkb examples run NAME [--profile quick]
     llmkb docs build | serve [--profile ...] [--port 8000]
     llmkb doctor
@@ -61,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mix", choices=["focused", "all"], default=None, help="planted pages + some filler (default), or the whole corpus")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--compile", choices=["auto", "yes", "no"], default=None, help="torch.compile: auto = on CUDA only")
+
+    for name, help_text in (("quantize", "int8 and 4-bit weights for the base model: size and perplexity of each method"),
+                            ("eval", "perplexity on held-out text and exact match on arithmetic")):  # fmt: skip
+        p = sub.add_parser(name, help=help_text)
+        _run_options(p)
+        p.add_argument("--model", default=None, metavar="DIR", help="a Hugging Face model folder (default: the run's base model)")
+        p.add_argument("--out", default=None, metavar="FILE", help="also write the results as JSON")
 
     p = sub.add_parser("examples", help="list the page examples, or run one")
     ex = p.add_subparsers(dest="action")
@@ -122,6 +130,12 @@ def _dispatch(args) -> int:
         run = RunDir(Path(args.out)) if getattr(args, "out", None) else _run_dir(args)
         metrics = run_stage(args.command, run, args.profile, **overrides)
         print(json.dumps(metrics, indent=2))
+    elif args.command in ("quantize", "eval"):
+        results = _measure_model(args)
+        if args.out:
+            from llmkb.io import write_json
+
+            write_json(args.out, results)
     elif args.command == "examples":
         return _examples(args)
     elif args.command == "docs":
@@ -196,6 +210,38 @@ def _bench_data(args) -> None:
     print(json.dumps(results, indent=2))
     if args.out:
         write_json(args.out, results)
+
+
+def _measure_model(args) -> dict | list:
+    """``llmkb quantize`` / ``llmkb eval`` on a model folder and the run's held-out documents."""
+    from llmkb.corpus import load_split
+    from llmkb.model.hf import load_pretrained as load_model
+    from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
+
+    run = _run_dir(args)
+    model_dir = Path(args.model) if args.model else run.require("pretrain") / "model"
+    model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
+    heldout = [d["text"] for d in load_split(run.require("data"), "heldout")]
+    if args.command == "quantize":
+        from llmkb.quantize import compare_methods, to_markdown
+
+        rows = compare_methods(model, tokenizer, heldout, context=model.config.context)
+        print(to_markdown(rows))
+        return rows
+    from llmkb.evaluate.perplexity import perplexity_of_texts
+    from llmkb.evaluate.tasks import arithmetic_problems, task_accuracy
+    from llmkb.pretrain.probes import sample
+
+    def answer(prompts: list[str]) -> list[str]:
+        return [sample(model, tokenizer, p, max_new_tokens=8, temperature=0) for p in prompts]
+
+    results = {
+        "model": str(model_dir),
+        "heldout": perplexity_of_texts(model, tokenizer, heldout, context=model.config.context),
+        "arithmetic_2_digit": task_accuracy(answer, arithmetic_problems(50, digits=2, seed=0), show=0),
+    }
+    print(json.dumps(results, indent=2))
+    return results
 
 
 def _examples(args) -> int:

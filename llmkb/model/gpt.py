@@ -78,7 +78,7 @@ class RMSNorm(nn.Module):
 
 
 def rope_tables(head_dim: int, positions: torch.Tensor, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of RoPE's angles for ``positions``: each ``(T, head_dim)``.
+    """cos and sin of RoPE's angles for ``positions`` ``(T,)`` or ``(B, T)``: each ``(..., T, head_dim)``.
 
     Pair ``i`` of a head rotates at frequency ``theta ** (-2i / head_dim)``: fast for the first
     pairs (fine position), slow for the last (coarse position).
@@ -88,8 +88,10 @@ def rope_tables(head_dim: int, positions: torch.Tensor, theta: float) -> tuple[t
     (torch.Size([3, 4]), 1.0, 0.8415)
     """
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim)
-    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, head_dim/2)
-    angles = torch.cat([angles, angles], dim=-1)  # (T, head_dim): "rotate half" pairs i with i + head_dim/2
+    angles = positions.float()[..., None] * inv_freq  # (..., T, head_dim/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (..., T, head_dim): "rotate half" pairs i with i + head_dim/2
+    if angles.dim() == 3:  # one row of positions per sequence: broadcast over the heads
+        angles = angles[:, None]  # (B, 1, T, head_dim)
     return angles.cos(), angles.sin()
 
 
@@ -98,6 +100,67 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return (x * cos + rotated * sin).to(x.dtype)
+
+
+class KVCache:
+    """The keys and values every layer computed for the tokens processed so far.
+
+    Without it, generating token ``t + 1`` recomputes the keys and values of all ``t`` earlier
+    tokens, which never change. With it, each new token costs one position of work. Tensors are
+    allocated once for ``max_len`` positions (a "static" cache: fixed shapes suit ``torch.compile``)
+    and ``length`` says how many are filled. Shape ``(n_layer, B, n_kv_head, max_len, head_dim)``:
+    with grouped-query attention only ``n_kv_head`` heads are stored, which is the memory GQA saves.
+    """
+
+    def __init__(self, config: ModelConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
+        shape = (config.n_layer, batch_size, config.n_kv_head, max_len, config.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[3]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store new keys/values ``(B, nkv, T, hs)`` after the filled ones; return all of them ``(B, nkv, length + T, hs)``."""
+        end = self.length + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"the KV cache holds {self.max_len} positions; {end} are needed")
+        self.k[layer, :, :, self.length : end] = k
+        self.v[layer, :, :, self.length : end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def crop(self, length: int) -> None:
+        """Forget every position from ``length`` on (speculative decoding drops rejected tokens so)."""
+        self.length = min(self.length, length)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep the cache of sequences ``rows`` (beam search copies and drops beams)."""
+        self.k, self.v = self.k[:, rows], self.v[:, rows]
+
+    def nbytes(self) -> int:
+        return 2 * self.k.numel() * self.k.element_size()
+
+
+def attention_mask_for(T: int, past: int, padding: torch.Tensor | None, device) -> torch.Tensor:
+    """Which keys each of ``T`` new queries may see, after ``past`` cached positions: ``(T, S)`` or ``(B, 1, T, S)``.
+
+    Causal: query ``past + i`` sees keys ``0 .. past + i``. With ``padding`` ``(B, S)`` (1 = real
+    token, 0 = padding, as in Hugging Face's ``attention_mask``) padded keys are hidden too; a
+    padding query still sees itself, so that no row is empty (its output is never used).
+
+    >>> attention_mask_for(2, 1, None, "cpu").int().tolist()
+    [[1, 1, 0], [1, 1, 1]]
+    """
+    S = past + T
+    query = torch.arange(past, S, device=device)[:, None]
+    key = torch.arange(S, device=device)[None, :]
+    mask = key <= query  # (T, S)
+    if padding is None:
+        return mask
+    mask = mask[None] & padding[:, None, :S].bool()  # (B, T, S)
+    return (mask | (key == query)[None])[:, None]  # (B, 1, T, S)
 
 
 class Attention(nn.Module):
@@ -109,24 +172,28 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(config.d_model, config.n_kv_head * config.head_dim, bias=False)
         self.o_proj = nn.Linear(config.n_head * config.head_dim, config.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, return_weights: bool = False):
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None = None,
+                cache: KVCache | None = None, layer: int = 0, return_weights: bool = False):
+        """``mask`` None means plain causal attention over ``x`` itself (training, or a first pass)."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # (B, nkv, S, hs): the cached positions, then these T
         gqa = self.n_kv_head != self.n_head  # query head h reads key/value head h // (n_head // n_kv_head)
         if return_weights:  # the slow, explicit path, for plots of who attends to whom
             if gqa:
                 group = self.n_head // self.n_kv_head
-                k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)  # (B, nh, T, hs)
-            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, nh, T, T)
-            mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-            weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+                k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)  # (B, nh, S, hs)
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, nh, T, S)
+            allowed = mask if mask is not None else torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
             y = weights @ v
         else:
             weights = None
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)  # (B, nh, T, hs)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=gqa)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)  # (B, T, d_model)
         return self.o_proj(y), weights
 
@@ -150,8 +217,9 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.d_model, config.norm_eps)
         self.mlp = SwiGLU(config)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, return_weights: bool = False):
-        attn, weights = self.self_attn(self.input_layernorm(x), cos, sin, return_weights)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask=None, cache=None, layer: int = 0,
+                return_weights: bool = False):
+        attn, weights = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer, return_weights)
         x = x + attn
         x = x + self.mlp(self.post_attention_layernorm(x))
         return x, weights
@@ -190,18 +258,34 @@ class GPT(nn.Module):
         T = seq_len or self.config.context
         return 6 * self.num_params() + 12 * self.config.n_layer * self.config.d_model * T
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, return_attention: bool = False):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, return_attention: bool = False,
+                cache: KVCache | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None):
         """Logits ``(B, T, vocab)``; with ``targets`` also the mean cross-entropy (targets of -100 are ignored).
 
-        With ``return_attention`` a third value: every layer's attention weights ``(B, nh, T, T)``.
+        With ``return_attention`` a third value: every layer's attention weights ``(B, nh, T, S)``.
+        For generation: ``cache`` holds earlier positions (``idx`` is only the new tokens, and the
+        cache grows by ``T``); ``attention_mask`` ``(B, S)`` marks real tokens (1) and left padding
+        (0) over cached and new positions; ``position_ids`` ``(B, T)`` gives each new token's
+        position (after left padding, a row's first real token has position 0).
         """
         B, T = idx.shape
+        past = cache.length if cache is not None else 0
         x = self.embed_tokens(idx)  # (B, T, d_model)
-        cos, sin = rope_tables(self.config.head_dim, torch.arange(T, device=idx.device), self.config.rope_theta)
+        if position_ids is None:
+            position_ids = torch.arange(past, past + T, device=idx.device)
+        cos, sin = rope_tables(self.config.head_dim, position_ids, self.config.rope_theta)
+        # Plain causal attention needs no mask (SDPA's is_causal); cached positions or padding do.
+        needs_mask = attention_mask is not None or (past > 0 and T > 1)
+        mask = attention_mask_for(T, past, attention_mask, idx.device) if needs_mask else None
+        if mask is None and past > 0:  # one new token after the cache: it may see every position
+            mask = torch.ones(1, past + 1, dtype=torch.bool, device=idx.device)
         attention = []
-        for block in self.layers:
-            x, weights = block(x, cos, sin, return_attention)
+        for i, block in enumerate(self.layers):
+            x, weights = block(x, cos, sin, mask, cache, i, return_attention)
             attention.append(weights)
+        if cache is not None:
+            cache.length += T
         logits = self.lm_head(self.norm(x))  # (B, T, vocab)
         loss = None
         if targets is not None:
