@@ -51,11 +51,11 @@ assert len(rows) == 5
 # %%
 # --8<-- [start:task]
 from llmkb.evaluate.tasks import arithmetic_problems, task_accuracy
-from llmkb.pretrain.probes import sample
+from llmkb.inference.generate import GenerationConfig, generate
 
 problems = arithmetic_problems(20, digits=2, seed=0)
 print("a problem:", problems[0])
-score = task_accuracy(lambda prompts: [sample(model, tokenizer, p, max_new_tokens=8, temperature=0) for p in prompts], problems)
+score = task_accuracy(lambda prompts: generate(model, tokenizer, prompts, GenerationConfig(max_new_tokens=8)), problems)
 print(f"base model: {score['correct']}/{score['total']} exact")
 for example in score["examples"]:
     print(f"  {example['prompt']!r} -> {example['output']!r} (expected {example['expected']!r})")

@@ -6,6 +6,8 @@ In: command-line arguments. Out: whatever the subcommand writes (run folders, th
     llmkb data | tokenizer | pretrain [--run NAME] [--profile ...] [stage options]
     torchrun --nproc_per_node N -m llmkb -- pretrain [--run NAME]
     llmkb quantize | eval [--run NAME] [--model DIR] [--out results.json]
+    llmkb generate [--run NAME] [--model DIR] PROMPT... [--stream] [--temperature T --top-k K --top-p P --num-beams N ...]
+    llmkb chat [--run NAME] [--model DIR] [--system TEXT] [generation options]
     llmkb examples [list] | llmkb examples run NAME [--profile quick]
     llmkb docs build | serve [--profile ...] [--port 8000]
     llmkb doctor
@@ -32,6 +34,20 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
 
 def _run_dir(args) -> RunDir:
     return RunDir.named(args.run or args.profile, args.runs_root)
+
+
+def _generation_options(parser: argparse.ArgumentParser) -> None:
+    """The model folder and the GenerationConfig fields (llmkb.inference.generate), for generate and chat."""
+    parser.add_argument("--model", default=None, metavar="DIR", help="a Hugging Face model folder (default: the run's base model)")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy; > 0: sample")
+    parser.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: off)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (1: off)")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats (1: off)")
+    parser.add_argument("--num-beams", type=int, default=1, help="> 1: beam search (greedy beams)")
+    parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="end the text at TEXT (repeatable)")
+    parser.add_argument("--seed", type=int, default=None, help="the same seed gives the same sample")
+    parser.add_argument("--no-cache", action="store_true", help="recompute the whole sequence at every step (slow)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
         _run_options(p)
         p.add_argument("--model", default=None, metavar="DIR", help="a Hugging Face model folder (default: the run's base model)")
         p.add_argument("--out", default=None, metavar="FILE", help="also write the results as JSON")
+
+    p = sub.add_parser("generate", help="continue prompts with the base model: greedy, sampling or beam search")
+    _run_options(p)
+    _generation_options(p)
+    p.add_argument("prompt", nargs="+", help="one or more prompts, generated as one batch")
+    p.add_argument("--stream", action="store_true", help="print the text as it is generated (one prompt)")
+
+    p = sub.add_parser("chat", help="chat with the model in the terminal (Ctrl-D or Ctrl-C to leave)")
+    _run_options(p)
+    _generation_options(p)
+    p.add_argument("--system", default=None, help="a system message to start the conversation with")
 
     p = sub.add_parser("examples", help="list the page examples, or run one")
     ex = p.add_subparsers(dest="action")
@@ -136,6 +163,8 @@ def _dispatch(args) -> int:
             from llmkb.io import write_json
 
             write_json(args.out, results)
+    elif args.command in ("generate", "chat"):
+        _generate(args)
     elif args.command == "examples":
         return _examples(args)
     elif args.command == "docs":
@@ -230,10 +259,10 @@ def _measure_model(args) -> dict | list:
         return rows
     from llmkb.evaluate.perplexity import perplexity_of_texts
     from llmkb.evaluate.tasks import arithmetic_problems, task_accuracy
-    from llmkb.pretrain.probes import sample
+    from llmkb.inference.generate import GenerationConfig, generate
 
     def answer(prompts: list[str]) -> list[str]:
-        return [sample(model, tokenizer, p, max_new_tokens=8, temperature=0) for p in prompts]
+        return generate(model, tokenizer, prompts, GenerationConfig(max_new_tokens=8))
 
     results = {
         "model": str(model_dir),
@@ -242,6 +271,33 @@ def _measure_model(args) -> dict | list:
     }
     print(json.dumps(results, indent=2))
     return results
+
+
+def _generate(args) -> None:
+    """``llmkb generate`` / ``llmkb chat`` on a model folder (default: the run's base model)."""
+    from llmkb.inference.chat import chat_loop
+    from llmkb.inference.generate import GenerationConfig, generate, stream
+    from llmkb.model.hf import load_pretrained as load_model
+    from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
+
+    model_dir = Path(args.model) if args.model else _run_dir(args).require("pretrain") / "model"
+    model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
+    config = GenerationConfig(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty, num_beams=args.num_beams, stop_strings=args.stop,
+        seed=args.seed, use_cache=not args.no_cache,
+    ).validate()  # fmt: skip
+    if args.command == "chat":
+        chat_loop(model, tokenizer, config, system=args.system)
+    elif args.stream:
+        if len(args.prompt) != 1:
+            raise ValueError(f"--stream prints one prompt's text; got {len(args.prompt)} prompts")
+        for piece in stream(model, tokenizer, args.prompt[0], config):
+            print(piece, end="", flush=True)
+        print()
+    else:
+        for prompt, text in zip(args.prompt, generate(model, tokenizer, args.prompt, config)):
+            print(prompt + text)
 
 
 def _examples(args) -> int:

@@ -1,0 +1,11 @@
+"""Inference: turning a trained model into text, the way chat apps and inference servers do.
+
+- :mod:`llmkb.inference.sampling`: from next-token logits to a token: greedy, temperature, top-k,
+  top-p (nucleus), repetition penalty; each equal to its Hugging Face logits processor.
+- :mod:`llmkb.inference.generate`: the decoding loop: left-padded batches, prefill and decode with
+  a KV cache (or without, for comparison), stop tokens and stop strings, beam search, streaming
+  text that never splits a character; one loop for our GPT and for any HF causal LM, giving the
+  same tokens as ``transformers``' ``generate``.
+- :mod:`llmkb.inference.chat`: conversations rendered with the ChatML template, replies that end
+  at ``<|im_end|>``, and an interactive chat loop for the terminal.
+"""
