@@ -13,6 +13,7 @@ In: command-line arguments. Out: whatever the subcommand writes (run folders, th
     llmkb doctor
     llmkb bench tokenizer [--megabytes 10] [--vocab-size 4096] [--repeat 2] [--out bench.json]
     llmkb bench data [--pages 3000] [--out bench.json]
+    llmkb bench inference [--run default] [--repeat 3] [--threads 1] [--out bench.json]
     llmkb bench pretrain [--run default] [--steps 200] [--warmup 20] [--repeat 3] [--threads 1] [--out bench.json]
 """
 
@@ -114,15 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="versions, device, and what is missing")
 
     p = sub.add_parser("bench", help="speed benchmarks that write JSON")
-    p.add_argument("what", choices=["tokenizer", "data", "pretrain"])
+    p.add_argument("what", choices=["tokenizer", "data", "pretrain", "inference"])
     _run_options(p)
     p.add_argument("--steps", type=int, default=200, help="pretrain: optimizer steps per training loop")
     p.add_argument("--warmup", type=int, default=20, help="pretrain: first steps left out of the timing")
-    p.add_argument("--threads", type=int, default=1, help="pretrain: torch threads for both loops")
+    p.add_argument("--threads", type=int, default=1, help="pretrain, inference: torch threads")
+    p.add_argument("--new-tokens", type=int, default=256, help="inference: tokens generated per prompt")
+    p.add_argument("--draft-steps", type=int, default=300, help="inference: training steps of the speculative draft model")
     p.add_argument("--megabytes", type=float, default=10.0, help="tokenizer: corpus size to benchmark on")
     p.add_argument("--pages", type=int, default=3000, help="data: size of the mini-web to crawl and filter")
     p.add_argument("--vocab-size", type=int, default=4096)
-    p.add_argument("--repeat", type=int, default=1, help="keep the fastest of this many runs of each measurement")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each measurement (tokenizer, pretrain: the fastest; inference: the median)")
     p.add_argument("--out", default=None, help="write the results as JSON here too")
     return parser
 
@@ -182,6 +185,18 @@ def _dispatch(args) -> int:
         print(report())
     elif args.command == "bench" and args.what == "data":
         _bench_data(args)
+    elif args.command == "bench" and args.what == "inference":
+        from llmkb.inference.bench import run_benchmark, to_markdown
+
+        pretrain = _run_dir(args).require("pretrain")
+        results = run_benchmark(pretrain / "model", pretrain / "shards", new_tokens=args.new_tokens,
+                                draft_steps=args.draft_steps, repeat=args.repeat, threads=args.threads)  # fmt: skip
+        print(json.dumps(results, indent=2))
+        print(to_markdown(results))
+        if args.out:
+            from llmkb.io import write_json
+
+            write_json(args.out, results)
     elif args.command == "bench" and args.what == "pretrain":
         from llmkb.pretrain.bench import run_benchmark, to_markdown
         from llmkb.stages import get_stage

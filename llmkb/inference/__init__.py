@@ -8,4 +8,8 @@
   same tokens as ``transformers``' ``generate``.
 - :mod:`llmkb.inference.chat`: conversations rendered with the ChatML template, replies that end
   at ``<|im_end|>``, and an interactive chat loop for the terminal.
+- :mod:`llmkb.inference.speculative`: a small draft model proposes, the target model checks several
+  tokens in one pass; the output equals the target's own greedy output.
+- :mod:`llmkb.inference.bench`: KV cache against none, batch 8 against batch 1, our loop against
+  ``transformers``' ``generate``, speculative decoding's acceptance and speedup.
 """
