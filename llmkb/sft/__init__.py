@@ -1,0 +1,6 @@
+"""Supervised fine-tuning (SFT): from a base model that continues text to an assistant that answers.
+
+- :mod:`llmkb.sft.data`: the conversations SFT trains on (facts of the mini-web's encyclopedia,
+  multi-turn chats, encyclopedia entries, code, worked arithmetic), their checks, validation,
+  length limits, and loaders for ShareGPT and OpenAssistant files.
+"""
