@@ -3,4 +3,6 @@
 - :mod:`llmkb.sft.data`: the conversations SFT trains on (facts of the mini-web's encyclopedia,
   multi-turn chats, encyclopedia entries, code, worked arithmetic), their checks, validation,
   length limits, and loaders for ShareGPT and OpenAssistant files.
+- :mod:`llmkb.sft.masking`: a conversation as ChatML token ids with labels on the assistant's tokens
+  only, batches, and the SFT loss (equal to trl's ``SFTTrainer`` with ``assistant_only_loss``).
 """
