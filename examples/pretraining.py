@@ -43,7 +43,8 @@ assert torch.equal(x[:, 1:], y[:, :-1])  # targets are the inputs shifted by one
 # --8<-- [start:schedule]
 import matplotlib.pyplot as plt
 
-from llmkb.pretrain.train import PretrainConfig, lr_at
+from llmkb.pretrain.config import PretrainConfig
+from llmkb.pretrain.train import lr_at
 from llmkb.stages import get_stage
 
 config = get_stage("pretrain").config(ctx.profile)

@@ -1,13 +1,16 @@
 """Which device a stage runs on, and what that device is good at.
 
-In: a requested device (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``). Out: the device string,
-the autocast context to compute in (bf16 on CUDA, plain fp32 on CPU) and the dense bf16 peak
-FLOP/s of known GPUs, for model FLOPs utilization (MFU).
+In: a requested device (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``) or a model. Out: the device
+string, the autocast context to compute in (bf16 on CUDA, plain fp32 on CPU), the dense bf16 peak
+FLOP/s of known GPUs for model FLOPs utilization (MFU), where a model's tensors live, and the CPU's
+name for benchmark reports.
 """
 
 from __future__ import annotations
 
 import contextlib
+import platform
+from pathlib import Path
 
 import torch
 
@@ -42,3 +45,21 @@ def peak_flops(device: str) -> float | None:
     name = torch.cuda.get_device_name(torch.device(device))
     matches = [key for key in PEAK_BF16_FLOPS if key in name]
     return PEAK_BF16_FLOPS[max(matches, key=len)] if matches else None
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """Where the model's tensors live (its first parameter, else its first buffer, else the CPU)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), for benchmark reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -15,24 +15,10 @@ from llmkb.inference.generate import GenerationConfig, backend_for, generate_ids
 from llmkb.inference.speculative import DRAFT_MODEL, crop_cache, speculative_generate, train_draft
 from llmkb.model.gpt import GPT, KVCache, ModelConfig
 from llmkb.model.hf import to_hf
+from test_inference import TEXTS, eos, tok  # noqa: F401 (fixtures shared with the inference tests; tests/ is on sys.path)
 
-TEXTS = ["The cat sat on the mat. " * 20, "Xin chào thế giới! Tiếng Việt có dấu. " * 5,
-         "你好世界，我们的朋友。" * 5, "Emoji 👋🤖🎉 are fun. " * 5]  # fmt: skip
 PROMPTS = ["The cat", "Xin chào thế giới", "a", "Emoji 👋 are fun. The cat sat on"]
 CONTEXT = 64
-
-
-@pytest.fixture(scope="module")
-def tok():
-    from llmkb.tokenizer.bpe import BPETokenizer
-    from llmkb.tokenizer.hf import to_hf_tokenizer, to_pretrained
-
-    return to_pretrained(to_hf_tokenizer(BPETokenizer.train(TEXTS, vocab_size=320)))
-
-
-@pytest.fixture(scope="module")
-def eos(tok) -> list[int]:
-    return [tok.convert_tokens_to_ids("<|endoftext|>"), tok.convert_tokens_to_ids("<|im_end|>")]
 
 
 def random_gpt(vocab_size: int, eos: list[int], seed: int, eos_scale: float = 1.0, **shape) -> GPT:

@@ -33,14 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmkb.device import device_of
 from llmkb.pretrain.shards import EOT
-
-
-def _device(model: nn.Module) -> torch.device:
-    """Where the model's tensors live (its first parameter, else its first buffer, else the CPU)."""
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
 
 
 def as_ids(token_ids) -> torch.Tensor:
@@ -108,7 +102,7 @@ def perplexity(model: nn.Module, token_ids, context: int, stride: int | None = N
     """
     ids = as_ids(token_ids)
     plan = windows(len(ids), context, stride)
-    device = _device(model)
+    device = device_of(model)
     was_training = model.training
     model.eval()
     nll_sum, scored = 0.0, 0
@@ -168,7 +162,7 @@ def loglik_reference(model: nn.Module, token_ids, context: int, stride: int | No
     """
     ids = as_ids(token_ids)
     stride = stride or context
-    device = _device(model)
+    device = device_of(model)
     was_training = model.training
     model.eval()
     total = 0.0

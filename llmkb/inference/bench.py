@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -65,6 +64,7 @@ from pathlib import Path
 
 import torch
 
+from llmkb.device import cpu_name
 from llmkb.inference.generate import GenerationConfig, backend_for, generate_ids
 from llmkb.inference.speculative import _forward, crop_cache, speculative_generate, train_draft
 from llmkb.model.gpt import GPT
@@ -93,16 +93,6 @@ def median_time(run: Callable[[int], object], tokens: int, repeat: int, warmup_t
         result = run(tokens)
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _load(model) -> tuple[GPT, str]:
@@ -405,7 +395,7 @@ def run_benchmark(
     big = max(short, key=lambda r: r["batch_size"])
     return {
         "device": "cpu",
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": used_threads,
         "torch_version": torch.__version__,

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from llmkb.device import device_of
 from llmkb.inference.sampling import (
     apply_repetition_penalty,
     check_repetition_penalty,
@@ -133,7 +134,7 @@ class Backend:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return device_of(self.model)
 
     def start(self, batch_size: int, max_len: int):
         """An empty cache for ``batch_size`` rows of up to ``max_len`` positions."""

@@ -1,7 +1,7 @@
 """Is our pretraining loop as fast as Hugging Face's ``Trainer`` on the same job?
 
 In: a shards folder (``runs/<run>/pretrain/shards/``, with ``train`` and ``val`` splits) and a
-:class:`~llmkb.pretrain.train.PretrainConfig`. Out: a dict with the training throughput of both
+:class:`~llmkb.pretrain.config.PretrainConfig`. Out: a dict with the training throughput of both
 loops (tokens/s), their ratio ours / HF (the goal is >= 1.0), and the losses that show both really
 trained; :func:`to_markdown` turns it into the table on the training page.
 
@@ -50,7 +50,7 @@ What is not compared: ``torch.compile`` (off in both; on CPU ``train`` does not 
 Run it on a run's shards with::
 
     OMP_NUM_THREADS=1 python -c "from pathlib import Path; from llmkb.pretrain.bench import *; \\
-        from llmkb.pretrain.train import PretrainConfig; \\
+        from llmkb.pretrain.config import PretrainConfig; \\
         print(to_markdown(run_benchmark(Path('runs/default/pretrain/shards'), PretrainConfig(), threads=1, repeat=3)))"
 """
 
@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -67,9 +66,11 @@ from pathlib import Path
 
 import torch
 
+from llmkb.device import cpu_name
 from llmkb.io import read_jsonl
 from llmkb.pretrain.shards import TokenShards
-from llmkb.pretrain.train import PretrainConfig, batch_generator, evaluate, train
+from llmkb.pretrain.config import PretrainConfig
+from llmkb.pretrain.train import batch_generator, evaluate, train
 
 LOSS_WINDOW = 10  # steps averaged for the final training loss (HF logs the mean loss every this many steps)
 
@@ -244,16 +245,6 @@ def _run_hf(train_data: TokenShards, val_data: TokenShards, config: PretrainConf
     }
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run_benchmark(
     shards_dir: str | Path,
     config: PretrainConfig,
@@ -342,7 +333,7 @@ def run_benchmark(
     ours_loss = statistics.fmean(ours["losses"][s] for s in window)
     return {
         "device": "cpu",
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": ours["threads"],
         "hf_torch_threads": hf["threads"],

@@ -20,11 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from llmkb.device import device_of
 from llmkb.model.gpt import GPT
-
-
-def _device(model: GPT) -> torch.device:
-    return next(model.parameters()).device
 
 
 def encode(tokenizer, text: str) -> torch.Tensor:
@@ -36,7 +33,7 @@ def encode(tokenizer, text: str) -> torch.Tensor:
 def next_token_table(model: GPT, tokenizer, prompt: str, k: int = 8) -> list[tuple[str, float]]:
     """The ``k`` most likely next tokens after ``prompt`` with their probabilities."""
     model.eval()
-    logits, _ = model(encode(tokenizer, prompt).to(_device(model))[:, -model.config.context :])
+    logits, _ = model(encode(tokenizer, prompt).to(device_of(model))[:, -model.config.context :])
     probs = logits[0, -1].float().softmax(-1)
     top = torch.topk(probs, k)
     return [(tokenizer.decode([int(i)]), float(p)) for p, i in zip(top.values, top.indices)]
@@ -47,8 +44,8 @@ def sample(model: GPT, tokenizer, prompt: str, max_new_tokens: int = 40, tempera
            top_k: int | None = None, seed: int | None = None, stop_at_eot: bool = True) -> str:
     """One continuation of ``prompt`` (the new text only). ``temperature=0`` is greedy."""
     model.eval()
-    generator = torch.Generator(device=_device(model)).manual_seed(seed) if seed is not None else None
-    ids = encode(tokenizer, prompt).to(_device(model))
+    generator = torch.Generator(device=device_of(model)).manual_seed(seed) if seed is not None else None
+    ids = encode(tokenizer, prompt).to(device_of(model))
     stop = tokenizer.convert_tokens_to_ids("<|endoftext|>") if stop_at_eot else None
     out = model.generate(ids, max_new_tokens, temperature, top_k, generator, stop_id=stop)[0, ids.shape[1] :].tolist()
     if stop is not None and stop in out:
@@ -74,7 +71,7 @@ def regurgitation(model: GPT, tokenizer, passage: str, prefix_tokens: int = 12, 
     if len(ids) < prefix_tokens + continue_tokens:
         raise ValueError(f"the passage has {len(ids)} tokens; need at least {prefix_tokens + continue_tokens}")
     prefix, target = ids[:prefix_tokens], ids[prefix_tokens : prefix_tokens + continue_tokens]
-    out = model.generate(prefix[None].to(_device(model)), continue_tokens, temperature=0)[0, prefix_tokens:].cpu()
+    out = model.generate(prefix[None].to(device_of(model)), continue_tokens, temperature=0)[0, prefix_tokens:].cpu()
     wrong = (out != target).nonzero()
     matched = int(wrong[0]) if len(wrong) else continue_tokens
     return Recital(tokenizer.decode(prefix.tolist()), tokenizer.decode(target.tolist()), tokenizer.decode(out.tolist()),
@@ -144,7 +141,7 @@ def answer_logprob(model: GPT, tokenizer, prompt: str, answer: str) -> float:
     model.eval()
     prompt_ids = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
     answer_ids = tokenizer(" " + answer, add_special_tokens=False, verbose=False)["input_ids"]
-    ids = torch.tensor([prompt_ids + answer_ids])[:, -model.config.context :].to(_device(model))
+    ids = torch.tensor([prompt_ids + answer_ids])[:, -model.config.context :].to(device_of(model))
     logits, _ = model(ids)
     logp = logits[0, :-1].float().log_softmax(-1)  # position t predicts token t + 1
     n = len(answer_ids)
@@ -177,7 +174,7 @@ def repeat_accuracy(model: GPT, vocab_low: int, vocab_high: int, length: int = 4
     first = second = 0.0
     for _ in range(trials):
         sequence = torch.randint(vocab_low, vocab_high, (length,), generator=generator)
-        ids = torch.cat([sequence, sequence])[None, -model.config.context :].to(_device(model))
+        ids = torch.cat([sequence, sequence])[None, -model.config.context :].to(device_of(model))
         predicted = model(ids)[0][0, :-1].argmax(-1)
         target = ids[0, 1:]
         half = ids.shape[1] // 2

@@ -26,8 +26,8 @@ import os
 import shutil
 from pathlib import Path
 
-from llmkb.io import read_json, write_json
-from llmkb.pretrain.train import PretrainConfig, train
+from llmkb.io import read_json, read_jsonl, write_json
+from llmkb.pretrain.config import PretrainConfig
 from llmkb.stages import RunDir, Stage, StageStopped, register
 
 
@@ -129,10 +129,10 @@ def plot_losses(log: list[dict], path: str | Path | None = None):
 
 
 def run(config: PretrainConfig, run_dir: RunDir) -> dict:
-    from llmkb.io import read_jsonl
     from llmkb.model.hf import save_pretrained
     from llmkb.pretrain.checkpoint import load_checkpoint
     from llmkb.pretrain.shards import TokenShards
+    from llmkb.pretrain.train import init_distributed, train
     from llmkb.tokenizer.hf import load_pretrained
 
     out = run_dir.stage("pretrain")
@@ -142,7 +142,6 @@ def run(config: PretrainConfig, run_dir: RunDir) -> dict:
         import torch.distributed as dist
 
         from llmkb.device import pick_device
-        from llmkb.pretrain.train import init_distributed
 
         init_distributed(pick_device(config.device))
         dist.barrier()  # the other processes wait until process 0 has written the shards

@@ -34,49 +34,10 @@ from tqdm.auto import tqdm
 
 from llmkb.device import autocast, peak_flops, pick_device
 from llmkb.io import read_jsonl, write_jsonl
-from llmkb.model.gpt import GPT, ModelConfig, configure_optimizer
+from llmkb.model.gpt import GPT, configure_optimizer
 from llmkb.pretrain.checkpoint import load_checkpoint, read_state, recover, save_checkpoint
+from llmkb.pretrain.config import PretrainConfig
 from llmkb.pretrain.shards import TokenShards
-
-
-@dataclass
-class PretrainConfig:
-    # -- what to train on
-    mix: str = "focused"  # "focused": the encyclopedia and passage pages plus filler_bytes of the rest; "all"
-    filler_bytes: int = 150_000  # with mix="focused": how much ordinary text joins the planted pages
-    # -- the model (see llmkb.model.gpt.ModelConfig; vocab_size comes from the tokenizer)
-    context: int = 128
-    d_model: int = 128
-    n_layer: int = 4
-    n_head: int = 4
-    n_kv_head: int = 2  # GQA: two query heads share each key/value head
-    d_ff: int = 320
-    # -- the optimization
-    max_steps: int = 2000
-    batch_size: int = 8  # windows per optimizer step, summed over processes and micro-batches
-    grad_accum: int = 1  # micro-batches per process per step
-    lr: float = 3e-3  # peak learning rate, reached after warmup
-    min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0  # max global gradient norm (0: no clipping)
-    seed: int = 0
-    # -- bookkeeping
-    eval_every: int = 250  # steps between validation passes (and at the end)
-    eval_tokens: int = 32_768  # validation tokens per pass
-    checkpoint_every: int = 250  # steps between checkpoints (and at the end)
-    stop_after: int = 0  # > 0: stop after this many steps in this invocation (a later run resumes)
-    device: str = "auto"  # "auto" picks CUDA when present
-    compile: str = "auto"  # "auto": torch.compile on CUDA only; "yes" / "no" to force
-    progress: bool = True
-
-    def model_config(self, vocab_size: int) -> ModelConfig:
-        return ModelConfig(
-            vocab_size=vocab_size, context=self.context, d_model=self.d_model, n_layer=self.n_layer,
-            n_head=self.n_head, n_kv_head=self.n_kv_head, d_ff=self.d_ff,
-        )  # fmt: skip
 
 
 class NonFiniteLoss(RuntimeError):
