@@ -153,8 +153,8 @@ def _cache_row(model: GPT, ids: torch.Tensor, new_tokens: int, repeat: int, say)
     row = {
         "batch_size": B,
         "prompt_tokens": P,
-        "cache_s": round(cached_s, 4),
-        "no_cache_s": round(uncached_s, 4),
+        "cache_s": round(cached_s, 6),  # microseconds: a tiny smoke run takes milliseconds
+        "no_cache_s": round(uncached_s, 6),
         "cache_tokens_per_s": round(made / cached_s, 1),
         "no_cache_tokens_per_s": round(made / uncached_s, 1),
         "speedup": round(uncached_s / cached_s, 2),
@@ -276,7 +276,7 @@ def _speculative(target: GPT, draft: GPT | None, shards_dir: Path | None, splits
             return [_greedy(target, p, n)[0] for p in prompts]
 
         base_s, reference = median_time(alone, new_tokens, repeat)
-        text = {"split": split, "baseline_s": round(base_s, 4),
+        text = {"split": split, "baseline_s": round(base_s, 6),
                 "baseline_tokens_per_s": round(count * new_tokens / base_s, 1), "runs": []}  # fmt: skip
         for k in ks:
             say(f"{split} prompts: speculative decoding with k={k} ...")
@@ -299,7 +299,7 @@ def _speculative(target: GPT, draft: GPT | None, shards_dir: Path | None, splits
                 total["target_forward_passes"] * verify_ms[k] + total["draft_forward_passes"] * draft_ms)
             text["runs"].append({
                 "k": k,
-                "seconds": round(spec_s, 4),
+                "seconds": round(spec_s, 6),
                 "tokens_per_s": round(count * new_tokens / spec_s, 1),
                 "speedup": round(base_s / spec_s, 3),
                 "predicted_speedup": round(predicted, 3),
