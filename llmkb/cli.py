@@ -3,11 +3,11 @@
 In: command-line arguments. Out: whatever the subcommand writes (run folders, the site, a report).
 
     llmkb pipeline [--run NAME] [--profile quick|default|gpu]
-    llmkb data | tokenizer | pretrain [--run NAME] [--profile ...] [stage options]
+    llmkb data | tokenizer | pretrain | sft [--run NAME] [--profile ...] [stage options]
     torchrun --nproc_per_node N -m llmkb -- pretrain [--run NAME]
     llmkb quantize | eval [--run NAME] [--model DIR] [--out results.json]
     llmkb generate [--run NAME] [--model DIR] PROMPT... [--stream] [--temperature T --top-k K --top-p P --num-beams N ...]
-    llmkb chat [--run NAME] [--model DIR] [--system TEXT] [generation options]
+    llmkb chat [--run NAME] [--model DIR] [--system TEXT] [generation options]   (the SFT model once it exists)
     llmkb examples [list] | llmkb examples run NAME [--profile quick]
     llmkb docs build | serve [--profile ...] [--port 8000]
     llmkb doctor
@@ -39,7 +39,7 @@ def _run_dir(args) -> RunDir:
 
 def _generation_options(parser: argparse.ArgumentParser) -> None:
     """The model folder and the GenerationConfig fields (llmkb.inference.generate), for generate and chat."""
-    parser.add_argument("--model", default=None, metavar="DIR", help="a Hugging Face model folder (default: the run's base model)")
+    parser.add_argument("--model", default=None, metavar="DIR", help="a Hugging Face model folder (default: the run's base model; chat: its SFT model once trained)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy; > 0: sample")
     parser.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: off)")
@@ -77,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--stop-after", type=int, default=None, metavar="N", help="stop after N steps (with a checkpoint); run again to resume")
     p.add_argument("--mix", choices=["focused", "all"], default=None, help="planted pages + some filler (default), or the whole corpus")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--compile", choices=["auto", "yes", "no"], default=None, help="torch.compile: auto = on CUDA only")
+
+    p = sub.add_parser("sft", help="fine-tune the base model on ChatML conversations (our loop or trl; all weights or LoRA)")
+    _run_options(p)
+    p.add_argument("--trainer", choices=["ours", "trl"], default=None, help="our loop (default) or trl's SFTTrainer")
+    p.add_argument("--method", choices=["full", "lora"], default=None, help="train every weight (default) or LoRA adapters")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N steps (overrides --epochs)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--compile", choices=["auto", "yes", "no"], default=None, help="torch.compile: auto = on CUDA only")
 
@@ -147,7 +156,7 @@ def _dispatch(args) -> int:
         from llmkb.pipeline import run_pipeline
 
         run_pipeline(_run_dir(args), args.profile)
-    elif args.command in ("data", "tokenizer", "pretrain"):
+    elif args.command in ("data", "tokenizer", "pretrain", "sft"):
         from llmkb.stages import run_stage
 
         overrides = {
@@ -156,6 +165,8 @@ def _dispatch(args) -> int:
             "tokenizer": lambda: {"vocab_size": args.vocab_size, "inputs": args.input},
             "pretrain": lambda: {"max_steps": args.max_steps, "stop_after": args.stop_after, "mix": args.mix,
                                  "device": args.device, "compile": args.compile},
+            "sft": lambda: {"trainer": args.trainer, "method": args.method, "epochs": args.epochs, "max_steps": args.max_steps,
+                            "device": args.device, "compile": args.compile},
         }[args.command]()  # fmt: skip
         run = RunDir(Path(args.out)) if getattr(args, "out", None) else _run_dir(args)
         metrics = run_stage(args.command, run, args.profile, **overrides)
@@ -289,13 +300,19 @@ def _measure_model(args) -> dict | list:
 
 
 def _generate(args) -> None:
-    """``llmkb generate`` / ``llmkb chat`` on a model folder (default: the run's base model)."""
+    """``llmkb generate`` / ``llmkb chat`` on a model folder (default: the run's base model; for chat its SFT model once trained)."""
     from llmkb.inference.chat import chat_loop
     from llmkb.inference.generate import GenerationConfig, generate, stream
     from llmkb.model.hf import load_pretrained as load_model
     from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
 
-    model_dir = Path(args.model) if args.model else _run_dir(args).require("pretrain") / "model"
+    run = _run_dir(args)
+    if args.model:
+        model_dir = Path(args.model)
+    elif args.command == "chat" and (run.root / "sft" / "metrics.json").exists():
+        model_dir = run.require("sft") / "model"  # the model that learned the conversation format
+    else:
+        model_dir = run.require("pretrain") / "model"
     model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
     config = GenerationConfig(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,

@@ -125,3 +125,35 @@ def _char_tokenizer(chat_template: str):
                             for s in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")])  # fmt: skip
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
                                    chat_template=chat_template)  # fmt: skip
+
+
+def mask_html(tokenizer, messages: list[dict], context: int) -> str:
+    """One conversation as colored tokens: green where the loss is computed, grey where it is not.
+
+    A self-contained HTML snippet (no JS) in the style of :func:`llmkb.tokenizer.viz.render_html`;
+    each token's id and whether it is trained are in its tooltip.
+
+    Examples:
+        >>> from llmkb.tokenizer.hf import CHATML_TEMPLATE
+        >>> out = mask_html(_char_tokenizer(CHATML_TEMPLATE), [{"role": "user", "content": "Hi"},
+        ...                                                    {"role": "assistant", "content": "Yo"}], 64)
+        >>> out.count('class="t on"'), out.count('class="t off"')  # "Y", "o", "<|im_end|>" trained
+        (3, 22)
+    """
+    import html
+
+    from llmkb.tokenizer.viz import visible_whitespace
+
+    encoded = tokenize_conversation(tokenizer, messages, context)
+    css = (".sftm{font-family:monospace;line-height:2}.sftm .t{padding:1px 2px;margin:0 1px;border-radius:3px}"
+           ".sftm .on{background:#b7e4c7}.sftm .off{background:#e9ecef;opacity:.75}.sftm .sum{display:block;font-size:.8em}")  # fmt: skip
+    parts = [f'<div class="sftm"><style>{css}</style>']
+    for token_id, label in zip(encoded["input_ids"], encoded["labels"], strict=True):
+        text = tokenizer.decode([token_id])
+        trained = label != IGNORE
+        tip = html.escape(f"id {token_id}: {text!r}, " + ("trained (loss)" if trained else "context only (label -100)"), quote=True)
+        breaks = "<br>" * text.count("\n")
+        parts.append(f'<span class="t {"on" if trained else "off"}" title="{tip}">{visible_whitespace(text)}</span>{breaks}')
+    n_on = sum(label != IGNORE for label in encoded["labels"])
+    parts.append(f'<span class="sum">{len(encoded["input_ids"])} tokens, {n_on} of them trained</span></div>')
+    return "".join(parts)
