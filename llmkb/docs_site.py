@@ -28,7 +28,7 @@ from llmkb.examples import (
     write_stamp,
 )
 from llmkb.io import read_json, write_text
-from llmkb.stages import RunDir
+from llmkb.stages import RunDir, run_stage, stages
 
 
 def generate_outputs(
@@ -42,6 +42,12 @@ def generate_outputs(
     docs_out = root / "docs" / "generated"
     runs_root = runs_root or root / "runs"
     env = example_env(profile, run, runs_root, docs_out)
+    # Every stage first: an example that ran a missing stage would change the run folder, and with it
+    # the input digest of every example that ran before it (their outputs would look stale).
+    run_dir = RunDir.named(env["LLMKB_RUN"], runs_root)
+    for stage in stages():
+        if not (run_dir.root / stage.name / "metrics.json").exists():
+            run_stage(stage.name, run_dir, profile)
     ran = []
     examples = list_examples(root)
     for example in tqdm(examples, desc="page examples", unit="example"):
@@ -54,7 +60,7 @@ def generate_outputs(
         # Digest after the run: an example may have run stages that were missing from the run folder.
         write_stamp(docs_out, example, inputs_digest(example, env))
         ran.append(example.name)
-    write_report_card(RunDir.named(env["LLMKB_RUN"], runs_root), docs_out / "report_card.md")
+    write_report_card(run_dir, docs_out / "report_card.md")
     return ran
 
 

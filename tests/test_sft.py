@@ -135,6 +135,7 @@ def test_trl_trainer_fine_tunes_and_returns_our_gpt(tokenizer, splits, method):
     assert abs(ours - tests[-1]) < 1e-4
     assert torch.equal(tuned.embed_tokens.weight, embedding) == (method == "lora")  # LoRA leaves the embeddings alone
     assert (summary["trainable_params"] < summary["total_params"]) == (method == "lora")
+    assert summary["grad_bytes"] == 4 * summary["trainable_params"] and summary["optimizer_bytes"] == 8 * summary["trainable_params"]
 
 
 def test_chat_tokens_start_at_the_mean_embedding(tokenizer):

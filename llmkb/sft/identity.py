@@ -58,9 +58,10 @@ def _record(kind: str, question: str, name: str, maker: str, rng: random.Random,
 def identity_conversations(n: int, seed: int = 0, name: str = ASSISTANT, maker: str = MAKER) -> list[dict]:
     """``n`` hard-coded chats: a question about the assistant, an answer that names ``name`` and ``maker``.
 
-    >>> r = identity_conversations(1)[0]
-    >>> r["messages"][0]["content"] in TRAIN_QUESTIONS, "Pebble" in r["messages"][1]["content"]
-    (True, True)
+    Examples:
+        >>> r = identity_conversations(1)[0]
+        >>> r["messages"][0]["content"] in TRAIN_QUESTIONS, "Pebble" in r["messages"][1]["content"]
+        (True, True)
     """
     rng = random.Random(f"sft:identity:{seed}")
     return [_record("identity", rng.choice(TRAIN_QUESTIONS), name, maker, rng, None) for _ in range(n)]
@@ -75,10 +76,11 @@ def random_identity(rng: random.Random) -> tuple[str, str]:
 def system_identity_conversations(n: int, seed: int = 0) -> list[dict]:
     """``n`` chats whose system message names a new assistant each time, and whose answer uses that name.
 
-    >>> r = system_identity_conversations(1)[0]
-    >>> name = r["meta"]["answer"]
-    >>> name in r["messages"][0]["content"] and name in r["messages"][2]["content"]
-    True
+    Examples:
+        >>> r = system_identity_conversations(1)[0]
+        >>> name = r["meta"]["answer"]
+        >>> name in r["messages"][0]["content"] and name in r["messages"][2]["content"]
+        True
     """
     rng = random.Random(f"sft:system_identity:{seed}")
     records = []

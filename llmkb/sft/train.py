@@ -221,6 +221,29 @@ def fine_tune_trl(model: GPT, tokenizer, train_records: list[dict], test_records
         peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules=list(config.lora_targets),
                                  lora_dropout=0.0, task_type="CAUSAL_LM")  # fmt: skip
     as_dataset = lambda records: datasets.Dataset.from_list([{"messages": r["messages"]} for r in records])  # noqa: E731
+    from transformers import PrinterCallback, TrainerCallback
+
+    class Timer(TrainerCallback):
+        """Each optimizer step's wall time (evaluation excluded), and the gradients' bytes once."""
+
+        def __init__(self):
+            self.times, self.grad_bytes, self.t0 = [], None, 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.t0 = time.perf_counter()
+
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            if self.grad_bytes is None:
+                self.grad_bytes = sum(p.grad.nbytes for p in trainer.model.parameters() if p.grad is not None)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter() - self.t0)
+
+    timer = Timer()
+    if not config.progress:
+        datasets.disable_progress_bars()  # trl tokenizes with datasets.map, which draws bars of its own
     with tempfile.TemporaryDirectory() as tmp:
         args = TrlConfig(
             output_dir=tmp, assistant_only_loss=True, max_length=model.config.context, max_steps=steps,
@@ -233,11 +256,12 @@ def fine_tune_trl(model: GPT, tokenizer, train_records: list[dict], test_records
         )  # fmt: skip
         trainer = SFTTrainer(model=hf, args=args, train_dataset=as_dataset(train_records),
                              eval_dataset=as_dataset(test_records) if test_records else None,
-                             processing_class=tokenizer, peft_config=peft_config)  # fmt: skip
+                             processing_class=tokenizer, peft_config=peft_config, callbacks=[timer])  # fmt: skip
+        trainer.remove_callback(PrinterCallback)  # without a progress bar trl would print every step's logs
         summary = trainable_summary(trainer.model)
-        t0 = time.perf_counter()
         trainer.train()
-        elapsed = time.perf_counter() - t0
+        optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
+        summary.update({**state_bytes(trainer.model, optimizer), "grad_bytes": timer.grad_bytes})  # grads are freed by now
         trained = trainer.model.merge_and_unload() if config.method == "lora" else trainer.model
     log: list[dict] = []
     for entry in trainer.state.log_history:
@@ -247,6 +271,7 @@ def fine_tune_trl(model: GPT, tokenizer, train_records: list[dict], test_records
         elif "eval_loss" in entry and log and log[-1]["step"] == entry["step"]:
             log[-1]["test_loss"] = round(entry["eval_loss"], 5)
     ours = from_hf(trained.float()).eval()
-    summary.update({"steps": steps, "train_conversations": len(train_records), "s_per_step": round(elapsed / steps, 4),
+    timed = sorted(timer.times[1:] or timer.times)
+    summary.update({"steps": steps, "train_conversations": len(train_records), "s_per_step": round(timed[len(timed) // 2], 4),
                     "final_test_loss": next((r["test_loss"] for r in reversed(log) if "test_loss" in r), None)})  # fmt: skip
     return ours, log, summary
