@@ -258,16 +258,13 @@ class GPT(nn.Module):
         T = seq_len or self.config.context
         return 6 * self.num_params() + 12 * self.config.n_layer * self.config.d_model * T
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, return_attention: bool = False,
-                cache: KVCache | None = None, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None):
-        """Logits ``(B, T, vocab)``; with ``targets`` also the mean cross-entropy (targets of -100 are ignored).
+    def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None, attention_mask: torch.Tensor | None = None,
+                      position_ids: torch.Tensor | None = None, return_attention: bool = False):
+        """The final hidden states ``(B, T, d_model)``: after the last block and the final norm, before the LM head.
 
-        With ``return_attention`` a third value: every layer's attention weights ``(B, nh, T, S)``.
-        For generation: ``cache`` holds earlier positions (``idx`` is only the new tokens, and the
-        cache grows by ``T``); ``attention_mask`` ``(B, S)`` marks real tokens (1) and left padding
-        (0) over cached and new positions; ``position_ids`` ``(B, T)`` gives each new token's
-        position (after left padding, a row's first real token has position 0).
+        What :meth:`forward` turns into logits, and what other heads read (the reward model's scalar
+        head, :mod:`llmkb.rl.reward`). Arguments as in :meth:`forward`; with ``return_attention``,
+        also every layer's attention weights.
         """
         B, T = idx.shape
         past = cache.length if cache is not None else 0
@@ -286,7 +283,23 @@ class GPT(nn.Module):
             attention.append(weights)
         if cache is not None:
             cache.length += T
-        logits = self.lm_head(self.norm(x))  # (B, T, vocab)
+        x = self.norm(x)  # (B, T, d_model)
+        return (x, attention) if return_attention else x
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, return_attention: bool = False,
+                cache: KVCache | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None):
+        """Logits ``(B, T, vocab)``; with ``targets`` also the mean cross-entropy (targets of -100 are ignored).
+
+        With ``return_attention`` a third value: every layer's attention weights ``(B, nh, T, S)``.
+        For generation: ``cache`` holds earlier positions (``idx`` is only the new tokens, and the
+        cache grows by ``T``); ``attention_mask`` ``(B, S)`` marks real tokens (1) and left padding
+        (0) over cached and new positions; ``position_ids`` ``(B, T)`` gives each new token's
+        position (after left padding, a row's first real token has position 0).
+        """
+        out = self.hidden_states(idx, cache, attention_mask, position_ids, return_attention)
+        x, attention = out if return_attention else (out, None)  # x: (B, T, d_model)
+        logits = self.lm_head(x)  # (B, T, vocab)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)

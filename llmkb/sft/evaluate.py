@@ -25,27 +25,39 @@ from llmkb.sft.data import check_answer
 TURN_END = "<|im_end|>"
 
 
-def respond(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 96,
-            batch_size: int = 32) -> list[tuple[str, bool]]:  # fmt: skip
-    """Greedy replies to each conversation: ``(text, ended)``, ``ended`` when the model closed its turn.
+def replies_with_ids(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 96, batch_size: int = 32,
+                     temperature: float = 0.0, seed: int | None = None) -> list[dict]:  # fmt: skip
+    """Each conversation's reply as ``{"prompt_ids", "reply_ids", "text", "ended"}``.
 
-    ``text`` stops at the first end token; ``ended`` is True only for ``<|im_end|>`` (a base model
-    that writes ``<|endoftext|>`` or runs to the limit has not learned the turn format).
+    ``reply_ids`` are the generated tokens up to and including the end token if there was one (the
+    policy chose to stop, which RL must credit); ``text`` stops before it; ``ended`` is True only
+    for ``<|im_end|>`` (a base model that writes ``<|endoftext|>`` or runs to the limit has not
+    learned the turn format). Greedy by default; with ``temperature > 0`` sampled, and ``seed``
+    makes it repeatable (each batch draws from ``seed + its first index``).
     """
     eos_ids = eos_ids_of(tokenizer)
     im_end = tokenizer.convert_tokens_to_ids(TURN_END)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
-    config = GenerationConfig(max_new_tokens=max_new_tokens)
-    replies = []
+    out = []
     for start in range(0, len(conversations), batch_size):
+        config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature,
+                                  seed=None if seed is None else seed + start)  # fmt: skip
         rows = [encode(tokenizer, render(tokenizer, c))[0].tolist() for c in conversations[start : start + batch_size]]
         input_ids, attention_mask = left_pad(rows, pad_id)
         with torch.no_grad():
             new = generate_ids(model, input_ids, attention_mask, config, eos_ids, pad_id)
-        for row in new.tolist():
+        for prompt_ids, row in zip(rows, new.tolist(), strict=True):
             end = next((j for j, t in enumerate(row) if t in eos_ids), len(row))
-            replies.append((decode(tokenizer, row[:end]), end < len(row) and row[end] == im_end))
-    return replies
+            out.append({"prompt_ids": prompt_ids, "reply_ids": row[: end + 1], "text": decode(tokenizer, row[:end]),
+                        "ended": end < len(row) and row[end] == im_end})  # fmt: skip
+    return out
+
+
+def respond(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 96, batch_size: int = 32,
+            temperature: float = 0.0, seed: int | None = None) -> list[tuple[str, bool]]:  # fmt: skip
+    """Replies to each conversation as ``(text, ended)``; see :func:`replies_with_ids`."""
+    replies = replies_with_ids(model, tokenizer, conversations, max_new_tokens, batch_size, temperature, seed)
+    return [(r["text"], r["ended"]) for r in replies]
 
 
 def prompt_of(record: dict) -> list[dict]:

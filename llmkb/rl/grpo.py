@@ -1,0 +1,244 @@
+"""Prompts with checkable answers + a policy -> rule-based rewards, group-relative advantages, a GRPO-trained policy.
+
+In: our GPT after SFT (it already answers "What is 47 + 85?" by column addition ending ``Answer: 132``,
+but gets digits wrong), its tokenizer, SFT ``reasoning`` records (:func:`llmkb.sft.data.reasoning`)
+and :class:`GRPOSettings`.
+Out: :func:`correctness_reward` and :func:`format_reward` (a list of floats per list of replies),
+:func:`group_advantages` (what trl's ``GRPOTrainer`` computes from them), :func:`train_grpo_trl`
+(the trained GPT and a log of rewards per step) and :func:`accuracy` (share of right greedy answers).
+
+GRPO (Group Relative Policy Optimization, DeepSeekMath; used for DeepSeek-R1) is policy-gradient RL
+without a value network. For each prompt it samples a group of G answers, scores each with the
+reward, and uses as advantage the reward minus the group's mean, divided by the group's standard
+deviation: an answer is pushed up when it beats its siblings and down when it trails them. The
+group's mean plays the baseline that PPO learns with a critic, so nothing but the policy is
+trained (and an optional KL term, weight ``beta``, keeps it near the SFT model). A group whose
+answers all score the same gives zero advantages: it teaches nothing. DeepSeek-R1's rewards were
+rules, not a learned reward model: correctness (is the final answer right?) and format (is the
+reasoning written where it should be?). Rules cannot be fooled the way a reward model can, which
+is why RL works best where answers can be checked: sums, code with tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import tempfile
+
+import torch
+
+from llmkb.device import pick_device
+from llmkb.evaluate.tasks import extract_answer, normalize
+from llmkb.model.gpt import GPT
+
+# The shape of llmkb.sft.data.worked_addition: column steps ("Tens: 4 + 8 + 1 = 13, write 3, carry 1."),
+# an optional "The carry 1 goes in front.", then the answer line.
+STEP = re.compile(r"[A-Z][a-z]+: \d+ \+ \d+(?: \+ \d+)? = \d+(?:, write \d+, carry \d+)?\.")
+CARRY = re.compile(r"The carry \d+ goes in front\.")
+ANSWER_LINE = re.compile(r"Answer: -?\d+")
+EPS = 1e-4  # trl adds this to the standard deviation, so a group of equal rewards divides 0 by 1e-4, not by 0
+
+
+# --------------------------------------------------------------------------- rewards
+
+
+def correctness_reward(completions: list[str], answers: list[str]) -> list[float]:
+    """1.0 where the answer extracted from the reply (after the last ``Answer:``) is the right one, else 0.0.
+
+    The same rule as :func:`llmkb.sft.data.check_answer` for sums.
+
+    Examples:
+        >>> correctness_reward(["Ones: 2 + 5 = 7.\\nAnswer: 7", "Answer: 8", "seven"], ["7", "7", "7"])
+        [1.0, 0.0, 0.0]
+    """
+    return [float(normalize(extract_answer(c)) == normalize(str(a))) for c, a in zip(completions, answers, strict=True)]
+
+
+def format_reward(completions: list[str]) -> list[float]:
+    """1.0 where the reply is worked steps then the answer, else 0.0; right or wrong digits alike.
+
+    Precisely (outer whitespace ignored): two lines or more; the first a column step
+    (``Ones: 7 + 5 = 12, write 2, carry 1.``), the following ones column steps or the final carry
+    (``The carry 1 goes in front.``), and the last one exactly ``Answer: <integer>``.
+
+    Examples:
+        >>> format_reward(["Ones: 7 + 5 = 12, write 2, carry 1.\\nTens: 4 + 8 + 1 = 13, write 3, carry 1.\\n"
+        ...                "The carry 1 goes in front.\\nAnswer: 132",
+        ...                "Ones: 2 + 5 = 9.\\nAnswer: 1",   # wrong sums, right format
+        ...                "Answer: 7",                      # no steps
+        ...                "Ones: 2 + 5 = 7.\\nAnswer: 7.",  # not an integer
+        ...                "Ones: 2 + 5 = 7.\\nAnswer: 7\\nBye"])
+        [1.0, 1.0, 0.0, 0.0, 0.0]
+    """
+    rewards = []
+    for text in completions:
+        lines = text.strip().split("\n")
+        steps_ok = all(STEP.fullmatch(line) or CARRY.fullmatch(line) for line in lines[1:-1])
+        ok = len(lines) >= 2 and STEP.fullmatch(lines[0]) and steps_ok and ANSWER_LINE.fullmatch(lines[-1])
+        rewards.append(float(bool(ok)))
+    return rewards
+
+
+def _text(completion) -> str:
+    """A trl completion as text: conversational ones are ``[{"role": "assistant", "content": ...}]``."""
+    return completion if isinstance(completion, str) else completion[-1]["content"]
+
+
+# The reward functions trl's GRPOTrainer calls: keyword arguments prompts, completions, completion_ids,
+# every other dataset column (here "answer", one per completion) and trainer_state, log_extra, log_metric.
+# Their __name__ labels the log ("rewards/correctness/mean", "rewards/formatting/mean").
+def correctness(prompts, completions, answer, **kwargs) -> list[float]:
+    """trl's reward-function signature around :func:`correctness_reward`."""
+    return correctness_reward([_text(c) for c in completions], answer)
+
+
+def formatting(prompts, completions, **kwargs) -> list[float]:
+    """trl's reward-function signature around :func:`format_reward`."""
+    return format_reward([_text(c) for c in completions])
+
+
+# --------------------------------------------------------------------------- advantages
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool | str = True) -> torch.Tensor:
+    """Each reward minus its group's mean, divided by the group's std + 1e-4: trl 1.16's advantages.
+
+    ``rewards`` (N,) holds N / group_size groups, each group's answers side by side (trl repeats each
+    prompt ``num_generations`` times in a row). The std is the unbiased one (divides by G - 1, as
+    trl's ``nanstd``). ``scale`` is trl's ``scale_rewards``: ``True``/``"group"`` divides by the
+    group's std, ``"batch"`` by the std of all N rewards (the mean is still the group's), and
+    ``False``/``"none"`` does not divide (Dr. GRPO: the std favours too easy and too hard prompts).
+    (trl also skips rewards that are NaN, i.e. reward functions that returned None; ours has none.)
+
+    Examples:
+        >>> group_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]), 4)  # std 0.5, then 0
+        tensor([ 1.4997, -0.4999, -0.4999, -0.4999,  0.0000,  0.0000,  0.0000,  0.0000])
+        >>> group_advantages(torch.tensor([1.0, 0.0, 2.0, 2.0]), 2, scale="none")
+        tensor([ 0.5000, -0.5000,  0.0000,  0.0000])
+    """
+    grouped = rewards.view(-1, group_size)
+    advantages = (grouped - grouped.mean(dim=1, keepdim=True)).view(-1)
+    if scale in (True, "group"):
+        std = grouped.std(dim=1, keepdim=True).expand_as(grouped).reshape(-1)  # unbiased: / (G - 1)
+    elif scale == "batch":
+        std = rewards.std()
+    elif scale in (False, "none"):
+        return advantages
+    else:
+        raise ValueError(f"scale must be True/'group', 'batch' or False/'none', got {scale!r}")
+    return advantages / (std + EPS)
+
+
+# --------------------------------------------------------------------------- training with trl
+
+
+@dataclasses.dataclass
+class GRPOSettings:
+    """What :func:`train_grpo_trl` needs (our names; trl's ``GRPOConfig`` is built from them)."""
+
+    group_size: int = 8  # G: answers sampled per prompt; the advantage compares them (at least 2)
+    prompts_per_step: int = 4  # prompts per optimizer step: a step trains on prompts_per_step * group_size answers
+    max_new_tokens: int = 96  # longest answer sampled; a 3-digit worked sum is about 90 character tokens
+    lr: float = 1e-5  # RL moves a model that already works: far below SFT's rate
+    max_steps: int = 100  # optimizer steps, each on freshly sampled answers (on-policy)
+    beta: float = 0.0  # weight of the KL(policy || SFT model) term; 0 (trl's default) needs no reference copy; R1 used 0.001
+    temperature: float = 1.0  # sampling temperature: answers must differ for a group to have anything to compare
+    seed: int = 0  # seeds data order and sampling
+    device: str = "auto"  # "auto": CUDA when present, else the CPU
+    progress: bool = True  # show trl's progress bar
+
+
+def as_prompts(records: list[dict]) -> list[dict]:
+    """SFT reasoning records -> trl's conversational prompt rows ``{"prompt": [messages], "answer": "132"}``.
+
+    Examples:
+        >>> as_prompts([{"messages": [{"role": "user", "content": "What is 1 + 2?"},
+        ...                           {"role": "assistant", "content": "Answer: 3"}], "meta": {"answer": "3"}}])
+        [{'prompt': [{'role': 'user', 'content': 'What is 1 + 2?'}], 'answer': '3'}]
+    """
+    from llmkb.sft.evaluate import prompt_of
+
+    rows = []
+    for r in records:
+        meta = r["meta"] if isinstance(r["meta"], dict) else json.loads(r["meta"])
+        rows.append({"prompt": prompt_of(r), "answer": str(meta["answer"])})
+    return rows
+
+
+def to_policy(model: GPT, tokenizer):
+    """The HF copy of ``model`` that trl samples from: its eos is ``<|im_end|>``, where replies end.
+
+    trl stops sampling at the model's ``generation_config.eos_token_id`` and the tokenizer's eos
+    (``<|endoftext|>``), both read when the trainer is built (the HF Trainer later resets the
+    model's eos to the tokenizer's, too late to matter); the reward then sees the reply without them.
+    """
+    from llmkb.model.hf import to_hf
+
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    return to_hf(model, tokenizer.convert_tokens_to_ids("<|endoftext|>"), im_end, tokenizer.pad_token_id)
+
+
+def train_grpo_trl(model: GPT, tokenizer, records: list[dict], settings: GRPOSettings,
+                   reward_funcs: list | None = None) -> tuple[GPT, list[dict]]:  # fmt: skip
+    """GRPO on ``records`` through trl's ``GRPOTrainer`` on the HF copy of ``model``; returns (our GPT, log).
+
+    ``reward_funcs`` defaults to ``[correctness, formatting]`` (summed, as trl does); a test passes others
+    because a random model never scores on these, and all-zero rewards give all-zero advantages.
+    The log has per step: loss, mean and std of the summed reward, the mean of each reward, the
+    KL to the SFT model (when ``beta > 0``) and the mean answer length in tokens.
+    """
+    import datasets
+    from transformers import PrinterCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from llmkb.model.hf import from_hf
+
+    device = pick_device(settings.device)
+    funcs = reward_funcs or [correctness, formatting]
+    hf = to_policy(model, tokenizer)
+    if not settings.progress:
+        datasets.disable_progress_bars()
+    with tempfile.TemporaryDirectory() as tmp:
+        if settings.beta > 0:  # trl loads the frozen reference copy from the model's folder: give it one
+            hf.save_pretrained(f"{tmp}/reference")
+            hf.config._name_or_path = f"{tmp}/reference"
+        args = GRPOConfig(
+            output_dir=tmp, max_steps=settings.max_steps, learning_rate=settings.lr, seed=settings.seed,
+            num_generations=settings.group_size, max_completion_length=settings.max_new_tokens,
+            per_device_train_batch_size=settings.prompts_per_step * settings.group_size,  # counts answers, not prompts
+            temperature=settings.temperature, beta=settings.beta, scale_rewards="group",
+            logging_steps=1, save_strategy="no", report_to="none", use_cpu=not device.startswith("cuda"),
+            bf16=device.startswith("cuda"), fp16=False, use_vllm=False, disable_tqdm=not settings.progress,
+        )  # fmt: skip
+        trainer = GRPOTrainer(model=hf, args=args, processing_class=tokenizer,
+                              reward_funcs=funcs,
+                              train_dataset=datasets.Dataset.from_list(as_prompts(records)))  # fmt: skip
+        trainer.remove_callback(PrinterCallback)  # without a progress bar trl would print every step's logs
+        trainer.train()
+        trained = trainer.model
+    names = [f.__name__ for f in funcs]
+    log = []
+    for entry in trainer.state.log_history:
+        if "reward" not in entry:
+            continue  # the end-of-training summary
+        row = {"step": entry["step"], "loss": entry.get("loss"), "reward": entry["reward"], "reward_std": entry.get("reward_std")}
+        row.update({name: entry.get(f"rewards/{name}/mean") for name in names})
+        if "kl" in entry:
+            row["kl"] = entry["kl"]
+        row["completion_length"] = entry.get("completions/mean_length")
+        log.append(row)
+    return from_hf(trained.float()).eval(), log
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def accuracy(model, tokenizer, records: list[dict], max_new_tokens: int = 96) -> float:
+    """The share of ``records`` (held-out sums) whose greedy reply has the right ``Answer: N``."""
+    from llmkb.sft.evaluate import respond
+
+    rows = as_prompts(records)
+    replies = respond(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens)
+    rewards = correctness_reward([text for text, _ in replies], [r["answer"] for r in rows])
+    return sum(rewards) / max(len(rewards), 1)

@@ -1,0 +1,119 @@
+"""GRPO: rule-based rewards, advantages equal to trl's own, a tiny trl run that returns our GPT."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmkb.model.gpt import GPT, ModelConfig
+from llmkb.rl.grpo import (GRPOSettings, accuracy, as_prompts, correctness, correctness_reward, format_reward, formatting,
+                           group_advantages, to_policy, train_grpo_trl)  # fmt: skip
+from llmkb.sft.data import reasoning, worked_addition
+from llmkb.sft.masking import _char_tokenizer
+from llmkb.tokenizer.hf import CHATML_TEMPLATE
+
+pytest.importorskip("trl")
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return _char_tokenizer(CHATML_TEMPLATE)
+
+
+def tiny_gpt(tok, seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(ModelConfig(vocab_size=len(tok), context=256, d_model=32, n_layer=2, n_head=2, n_kv_head=1, d_ff=64))
+
+
+def test_worked_additions_score_one_on_both_rewards():
+    pairs = [(47, 85), (312, 45), (999, 1), (10, 20), (5, 7)]
+    texts = [worked_addition(a, b) for a, b in pairs]
+    assert correctness_reward(texts, [str(a + b) for a, b in pairs]) == [1.0] * 5
+    assert format_reward(texts) == [1.0] * 5
+    records = reasoning(seed=1, digits=3, n=20)  # the SFT data's own answers
+    texts = [r["messages"][-1]["content"] for r in records]
+    assert correctness_reward(texts, [r["meta"]["answer"] for r in records]) == [1.0] * 20
+    assert format_reward(texts) == [1.0] * 20
+
+
+def test_rewards_on_wrong_and_badly_formatted_answers():
+    right = worked_addition(47, 85)
+    wrong_digit = right.replace("Answer: 132", "Answer: 122")
+    cases = {  # text: (correct, formatted)
+        right: (1.0, 1.0),
+        wrong_digit: (0.0, 1.0),  # right format, wrong answer
+        "Answer: 132": (1.0, 0.0),  # right answer, no worked steps
+        "It is 132.": (1.0, 0.0),  # extract_answer falls back to the first number
+        right + "\nThanks!": (1.0, 0.0),  # extract_answer reads the "Answer:" line; the format wants it last
+        right.replace("Answer: 132", "Answer: 132 apples"): (0.0, 0.0),
+        "": (0.0, 0.0),
+    }
+    texts = list(cases)
+    assert correctness_reward(texts, ["132"] * len(texts)) == [c for c, _ in cases.values()]
+    assert format_reward(texts) == [f for _, f in cases.values()]
+    # trl's calling convention: conversational completions, dataset columns as keyword arguments
+    completions = [[{"role": "assistant", "content": t}] for t in texts]
+    kwargs = {"prompts": [[{"role": "user", "content": "What is 47 + 85?"}]] * len(texts), "completions": completions,
+              "completion_ids": [[0]] * len(texts), "answer": ["132"] * len(texts), "trainer_state": None}  # fmt: skip
+    assert correctness(**kwargs) == correctness_reward(texts, ["132"] * len(texts))
+    assert formatting(**kwargs) == format_reward(texts)
+
+
+def test_group_advantages_equal_trls_own(tok, tmp_path):
+    """Our advantages vs. those trl's GRPOTrainer computes inside ``_generate_and_score_completions``.
+
+    A real GRPOTrainer (tiny model, 3 prompts x 4 generations) samples completions and scores them with
+    two reward functions that return fixed, recorded rewards (one group all equal: std 0). The advantages
+    in its output, for each ``scale_rewards`` option, must equal ``group_advantages`` of the summed rewards.
+    """
+    import datasets
+    from trl import GRPOConfig, GRPOTrainer
+
+    G, n_prompts = 4, 3
+    gen = torch.Generator().manual_seed(0)
+    r1 = torch.rand(G * n_prompts, generator=gen).tolist()
+    r1[G : 2 * G] = [0.5] * G  # the second group: all the same reward
+    r2 = torch.randint(0, 2, (G * n_prompts,), generator=gen).float().tolist()
+    r2[G : 2 * G] = [1.0] * G
+
+    def first(prompts, completions, **kwargs):
+        return r1
+
+    def second(prompts, completions, **kwargs):
+        return r2
+
+    rows = as_prompts(reasoning(seed=0, digits=2, n=n_prompts))
+    hf = to_policy(tiny_gpt(tok), tok)
+    args = GRPOConfig(output_dir=str(tmp_path), num_generations=G, per_device_train_batch_size=G * n_prompts,
+                      max_completion_length=4, report_to="none", use_cpu=True, save_strategy="no")  # fmt: skip
+    trainer = GRPOTrainer(model=hf, args=args, processing_class=tok, reward_funcs=[first, second],
+                          train_dataset=datasets.Dataset.from_list(rows))  # fmt: skip
+    assert set(trainer.eos_token_ids) == {tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")}
+    trainer.model.train()  # train mode: trl groups by num_generations (eval mode uses num_generations_eval)
+    inputs = [row for row in rows for _ in range(G)]  # trl's sampler: each prompt G times in a row
+    summed = torch.tensor(r1) + torch.tensor(r2)
+    for scale in ("group", "batch", "none"):
+        trainer.scale_rewards = scale
+        theirs = trainer._generate_and_score_completions(inputs)["advantages"]
+        ours = group_advantages(summed, G, scale)
+        assert (ours - theirs).abs().max().item() < 1e-6, scale
+    assert (theirs[G : 2 * G] == 0).all() and ours.abs().max() > 0.1  # a tie teaches nothing; the others do
+
+
+def test_train_grpo_trl_updates_our_gpt_and_logs_rewards(tok):
+    model = tiny_gpt(tok)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    records = reasoning(seed=0, digits=2, n=4)
+
+    def digits(prompts, completions, **kwargs):  # a reward a random model's samples differ on
+        return [sum(ch.isdigit() for ch in c[-1]["content"]) / 4 for c in completions]
+
+    # beta > 0: trl computes the KL to a reference copy, which train_grpo_trl must hand it as a folder
+    settings = GRPOSettings(group_size=4, prompts_per_step=2, max_new_tokens=12, lr=1e-2, max_steps=2, beta=0.01,
+                            device="cpu", progress=False)  # fmt: skip
+    trained, log = train_grpo_trl(model, tok, records, settings, reward_funcs=[digits, correctness])
+    assert isinstance(trained, GPT)
+    assert any(not torch.equal(before[k], v) for k, v in trained.state_dict().items())
+    assert [row["step"] for row in log] == [1, 2]
+    assert all(row["reward"] >= 0 and row["correctness"] == 0 and "kl" in row for row in log)
+    assert 0 <= accuracy(trained, tok, records[:2], max_new_tokens=8) <= 1
