@@ -3,7 +3,7 @@
 In: command-line arguments. Out: whatever the subcommand writes (run folders, the site, a report).
 
     llmkb pipeline [--run NAME] [--profile quick|default|gpu]
-    llmkb data | tokenizer | pretrain | sft [--run NAME] [--profile ...] [stage options]
+    llmkb data | tokenizer | pretrain | sft | reward | ppo | dpo [--run NAME] [--profile ...] [stage options]
     torchrun --nproc_per_node N -m llmkb -- pretrain [--run NAME]
     llmkb quantize | eval [--run NAME] [--model DIR] [--out results.json]
     llmkb generate [--run NAME] [--model DIR] PROMPT... [--stream] [--temperature T --top-k K --top-p P --num-beams N ...]
@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--compile", choices=["auto", "yes", "no"], default=None, help="torch.compile: auto = on CUDA only")
 
+    for name, help_text in (("reward", "rank sampled SFT replies with the scripted labeler; train a reward model"),
+                            ("ppo", "PPO against the reward model, with and without a KL penalty"),
+                            ("dpo", "DPO on the reward stage's preference pairs")):  # fmt: skip
+        p = sub.add_parser(name, help=help_text)
+        _run_options(p)
+        p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
+
     for name, help_text in (("quantize", "int8 and 4-bit weights for the base model: size and perplexity of each method"),
                             ("eval", "perplexity on held-out text and exact match on arithmetic")):  # fmt: skip
         p = sub.add_parser(name, help=help_text)
@@ -156,7 +163,7 @@ def _dispatch(args) -> int:
         from llmkb.pipeline import run_pipeline
 
         run_pipeline(_run_dir(args), args.profile)
-    elif args.command in ("data", "tokenizer", "pretrain", "sft"):
+    elif args.command in ("data", "tokenizer", "pretrain", "sft", "reward", "ppo", "dpo"):
         from llmkb.stages import run_stage
 
         overrides = {
@@ -167,7 +174,7 @@ def _dispatch(args) -> int:
                                  "device": args.device, "compile": args.compile},
             "sft": lambda: {"trainer": args.trainer, "method": args.method, "epochs": args.epochs, "max_steps": args.max_steps,
                             "device": args.device, "compile": args.compile},
-        }[args.command]()  # fmt: skip
+        }.get(args.command, lambda: {"device": args.device})()  # fmt: skip
         run = RunDir(Path(args.out)) if getattr(args, "out", None) else _run_dir(args)
         metrics = run_stage(args.command, run, args.profile, **overrides)
         print(json.dumps(metrics, indent=2))

@@ -216,10 +216,14 @@ def save_pretrained(model: GPT, out_dir: str | Path, tokenizer=None) -> Path:
     sibling folder first and renamed into place, so an interrupted save leaves the old folder or
     none, never a mix.
     """
+    tokenizer = _tokenizer(tokenizer)
+    return save_hf_folder(to_hf(model, **_special_ids(tokenizer)), out_dir, tokenizer)
+
+
+def save_hf_folder(hf_model, out_dir: str | Path, tokenizer=None) -> Path:
+    """``hf_model.save_pretrained`` (and the tokenizer's) into a temporary sibling, then renamed onto ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer = _tokenizer(tokenizer)
-    hf_model = to_hf(model, **_special_ids(tokenizer))
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     try:
         hf_model.save_pretrained(tmp)

@@ -30,7 +30,6 @@ never writes that newline.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -39,27 +38,9 @@ from tqdm.auto import tqdm
 from llmkb.device import autocast, pick_device
 from llmkb.model.gpt import configure_optimizer
 from llmkb.pretrain.train import NonFiniteLoss
+from llmkb.rl.config import DPOConfig
 from llmkb.sft.masking import IGNORE, collate, tokenize_conversation
 from llmkb.sft.train import batches, total_steps
-
-
-@dataclass
-class DPOConfig:
-    beta: float = 0.1  # strength of the pull toward the reference (the KL penalty's weight); 0.1 as in the paper
-    lr: float = 1e-5  # constant learning rate; DPO needs far less than SFT, the policy is already good
-    epochs: int = 1  # passes over the pairs, unless max_steps is set
-    max_steps: int | None = None  # optimizer steps; overrides epochs
-    batch_size: int = 8  # pairs per step (each step runs 2 * batch_size sequences through each model)
-    grad_clip: float = 1.0  # clip the gradient's global norm to this; 0 turns clipping off
-    seed: int = 0  # the order of the pairs in each epoch
-    device: str = "auto"  # "auto" (CUDA if present), "cpu", "cuda", "cuda:1"
-    progress: bool = True  # draw a tqdm bar
-
-    def __post_init__(self) -> None:
-        if not self.beta > 0:
-            raise ValueError(f"beta must be > 0, got {self.beta}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 def sequence_logps(model, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

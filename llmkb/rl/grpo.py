@@ -21,7 +21,6 @@ is why RL works best where answers can be checked: sums, code with tests.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import tempfile
@@ -31,6 +30,7 @@ import torch
 from llmkb.device import pick_device
 from llmkb.evaluate.tasks import extract_answer, normalize
 from llmkb.model.gpt import GPT
+from llmkb.rl.config import GRPOSettings
 
 # The shape of llmkb.sft.data.worked_addition: column steps ("Tens: 4 + 8 + 1 = 13, write 3, carry 1."),
 # an optional "The carry 1 goes in front.", then the answer line.
@@ -131,22 +131,6 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool | str =
 
 
 # --------------------------------------------------------------------------- training with trl
-
-
-@dataclasses.dataclass
-class GRPOSettings:
-    """What :func:`train_grpo_trl` needs (our names; trl's ``GRPOConfig`` is built from them)."""
-
-    group_size: int = 8  # G: answers sampled per prompt; the advantage compares them (at least 2)
-    prompts_per_step: int = 4  # prompts per optimizer step: a step trains on prompts_per_step * group_size answers
-    max_new_tokens: int = 96  # longest answer sampled; a 3-digit worked sum is about 90 character tokens
-    lr: float = 1e-5  # RL moves a model that already works: far below SFT's rate
-    max_steps: int = 100  # optimizer steps, each on freshly sampled answers (on-policy)
-    beta: float = 0.0  # weight of the KL(policy || SFT model) term; 0 (trl's default) needs no reference copy; R1 used 0.001
-    temperature: float = 1.0  # sampling temperature: answers must differ for a group to have anything to compare
-    seed: int = 0  # seeds data order and sampling
-    device: str = "auto"  # "auto": CUDA when present, else the CPU
-    progress: bool = True  # show trl's progress bar
 
 
 def as_prompts(records: list[dict]) -> list[dict]:

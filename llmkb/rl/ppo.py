@@ -25,10 +25,8 @@ RLHF" write-ups:
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import random
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -38,28 +36,8 @@ from tqdm.auto import tqdm
 from llmkb.device import pick_device
 from llmkb.model.gpt import GPT
 from llmkb.pretrain.train import NonFiniteLoss
+from llmkb.rl.config import PPOConfig
 from llmkb.sft.masking import IGNORE, collate
-
-
-@dataclass
-class PPOConfig:
-    iterations: int = 100  # rollout + update rounds
-    batch_size: int = 32  # questions (one reply each) per rollout
-    ppo_epochs: int = 2  # passes over each rollout batch
-    minibatch_size: int = 16  # replies per gradient step within a pass
-    lr: float = 1e-5  # policy learning rate: RL moves a trained model, small steps
-    critic_lr: float = 1e-4  # value model learning rate
-    kl_coef: float = 0.1  # weight of the per-token KL penalty (0: no leash)
-    clip: float = 0.2  # PPO's ratio clip
-    value_clip: float = 0.2  # how far a value prediction may move per update
-    gamma: float = 1.0  # no discounting within a reply
-    lam: float = 0.95  # GAE's bias-variance knob
-    temperature: float = 1.0  # sampling temperature of the rollouts
-    max_new_tokens: int = 32  # longest reply in a rollout
-    stop_kl: float = 0.0  # > 0: stop early once the mean KL per reply exceeds this (the early-stopping guard)
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
 
 
 class Critic(nn.Module):
@@ -225,8 +203,3 @@ def train_ppo(policy: GPT, reward_model, tokenizer, records: list[dict], config:
             break  # early stopping: the policy has moved as far from the SFT model as we allow
     bar.close()
     return policy.eval(), log
-
-
-def with_kl(config: PPOConfig, kl_coef: float) -> PPOConfig:
-    """``config`` with another KL coefficient (the reward-hacking comparison runs the same settings twice)."""
-    return dataclasses.replace(config, kl_coef=kl_coef)

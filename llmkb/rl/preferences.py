@@ -104,3 +104,21 @@ def build_preferences(model, tokenizer, records: list[dict], k: int = 5, tempera
         pairs += rank_to_pairs(prompt, [text for text, _ in batch], scores)
     return pairs, {"prompts": len(records), "judgements": len(records) * k, "pairs": len(pairs),
                    "mean_true_score": round(sum(scores_all) / len(scores_all), 4)}  # fmt: skip
+
+
+def win_rate(model, baseline, tokenizer, records: list[dict], max_new_tokens: int = 48) -> dict:
+    """How often ``model``'s greedy reply scores higher with the labeler than ``baseline``'s, on the same questions.
+
+    Returns the shares of wins, ties and losses and both mean true scores. Ties count half in
+    ``win_rate`` (the usual convention in preference evaluations).
+    """
+    prompts = [prompt_of(r) for r in records]
+    ours = respond(model, tokenizer, prompts, max_new_tokens)
+    theirs = respond(baseline, tokenizer, prompts, max_new_tokens)
+    a = [true_score(r, t, e) for r, (t, e) in zip(records, ours, strict=True)]
+    b = [true_score(r, t, e) for r, (t, e) in zip(records, theirs, strict=True)]
+    n = len(records)
+    wins, ties = sum(x > y for x, y in zip(a, b)), sum(x == y for x, y in zip(a, b))
+    return {"win": round(wins / n, 4), "tie": round(ties / n, 4), "loss": round((n - wins - ties) / n, 4),
+            "win_rate": round((wins + ties / 2) / n, 4), "true_score": round(sum(a) / n, 4),
+            "baseline_true_score": round(sum(b) / n, 4)}  # fmt: skip

@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +36,9 @@ from tqdm.auto import tqdm
 
 from llmkb.device import autocast, pick_device
 from llmkb.model.gpt import GPT, configure_optimizer
-from llmkb.model.hf import _from_hf_names, _load_state, _to_hf_names, from_hf_config, to_hf_config
+from llmkb.model.hf import _from_hf_names, _load_state, _to_hf_names, from_hf_config, save_hf_folder, to_hf_config
 from llmkb.pretrain.train import NonFiniteLoss
+from llmkb.rl.config import RewardConfig
 from llmkb.sft.masking import collate, tokenize_conversation
 from llmkb.sft.train import batches, total_steps
 
@@ -112,6 +113,25 @@ def from_hf_reward(hf) -> RewardModel:
     model = RewardModel(_load_state(backbone, ours, type(hf).__name__))
     model.score.weight.data.copy_(head.float())
     return model.eval()
+
+
+def save_reward_model(model: RewardModel, tokenizer, out_dir: str | Path) -> Path:
+    """The reward model as an HF ``LlamaForSequenceClassification`` folder with its tokenizer (written atomically)."""
+    return save_hf_folder(to_hf_reward(model, tokenizer.pad_token_id), out_dir, tokenizer)
+
+
+def load_reward_model(path: str | Path) -> RewardModel:
+    """A folder written by :func:`save_reward_model`; a missing or wrong folder names itself."""
+    from transformers import AutoModelForSequenceClassification
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: no reward model here (config.json missing); run `llmkb reward` first")
+    try:
+        hf = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
+    except Exception as e:  # a damaged or truncated folder
+        raise ValueError(f"{path}: could not load the reward model ({type(e).__name__}: {e})") from e
+    return from_hf_reward(hf)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,19 +228,6 @@ def evaluate(model: RewardModel, encoded: list[tuple[dict, dict]], pad_id: int, 
 
 # ----------------------------------------------------------------------------------------------
 # training
-
-
-@dataclass
-class RewardConfig:
-    lr: float = 1e-4  # AdamW's learning rate, constant (InstructGPT used ~1e-5 for billions of weights)
-    epochs: int = 1  # passes over the pairs; one is usual: reward models overfit fast (Ouyang et al. 2022)
-    max_steps: int | None = None  # if set, the number of optimizer steps instead of epochs
-    batch_size: int = 16  # pairs per step (each is two sequences, so 2x as many rows)
-    weight_decay: float = 0.0  # AdamW's decay on the weight matrices
-    grad_clip: float = 1.0  # the gradient's global norm is clipped to this (0: no clipping)
-    seed: int = 0  # the head's initialization and the order of the pairs
-    device: str = "auto"  # "auto" picks CUDA when present, else "cpu"
-    progress: bool = True  # draw a tqdm progress bar
 
 
 def train_reward_model(model: GPT | RewardModel, tokenizer, train_pairs: list[dict], test_pairs: list[dict],

@@ -1,0 +1,185 @@
+"""The preference and RL stages: the SFT model in; a reward model and PPO- and DPO-tuned models out.
+
+In: ``runs/<run>/sft/`` (the SFT model and its conversations). Out:
+
+- ``reward/``: ``pairs/`` (the ranked replies as a ``datasets.DatasetDict`` of
+  ``{"prompt", "chosen", "rejected"}`` conversations, the format trl's trainers read), ``model/``
+  (an HF ``LlamaForSequenceClassification`` folder), ``log.jsonl``;
+- ``ppo/``: ``model/`` (the policy tuned with the KL penalty), ``log.jsonl`` (every iteration of
+  both runs: with the penalty, and without it), ``reward_hacking.png``;
+- ``dpo/``: ``model/`` and ``log.jsonl``.
+
+Every stage scores its model against the SFT model on held-out questions with the scripted
+labeler (:func:`llmkb.rl.preferences.win_rate`): the number the reward model only approximates.
+The questions are split once, by :func:`questions`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from llmkb.io import write_jsonl
+from llmkb.rl.config import DPOConfig, PPOConfig, RewardConfig
+from llmkb.stages import RunDir, Stage, register
+
+def questions(run_dir: RunDir) -> tuple[list[dict], list[dict]]:
+    """The questions RL trains on and the held-out ones it is scored on, as the reward stage split them.
+
+    Both are SFT train-split instruction records (facts of people the SFT model was taught to
+    answer about), in a seeded order: the first ``prompts`` for the rankings, PPO and DPO; the next
+    ``test_prompts`` for the reward model's held-out pairs and every win rate. (The SFT test split's
+    people would measure nothing here: the SFT model cannot recall their facts at all.)
+    """
+    from datasets import load_from_disk
+
+    from llmkb.io import read_json
+
+    folder = run_dir.require("sft") / "data"
+    data = load_from_disk(str(folder))
+    records = [dict(r, meta=json.loads(r["meta"])) for r in data["train"] if r["type"] == "instruction"]
+    random.Random("rl:questions").shuffle(records)
+    split = read_json(run_dir.root / "reward" / "config.json") if (run_dir.root / "reward" / "config.json").exists() else {}
+    n, n_test = split.get("prompts", RewardConfig.prompts), split.get("test_prompts", RewardConfig.test_prompts)
+    if len(records) < n + n_test:
+        raise ValueError(f"{folder}: {len(records)} instruction conversations; the reward stage's prompts + test_prompts "
+                         f"= {n + n_test} are needed")  # fmt: skip
+    return records[:n], records[n : n + n_test]
+
+
+def sft_model(run_dir: RunDir):
+    from llmkb.model.hf import load_pretrained as load_model
+    from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
+
+    folder = run_dir.require("sft") / "model"
+    return load_model(folder), load_tokenizer(folder)
+
+
+def save_pairs(pairs: dict[str, list[dict]], out: Path) -> None:
+    """Preference pairs as a DatasetDict on disk in trl's conversational format (written aside, then swapped in)."""
+    import shutil
+
+    from datasets import Dataset, DatasetDict
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
+    rows = {split: [{"prompt": p["prompt"], "chosen": [{"role": "assistant", "content": p["chosen"]}],
+                     "rejected": [{"role": "assistant", "content": p["rejected"]}], "margin": p["margin"]} for p in ps]
+            for split, ps in pairs.items()}  # fmt: skip
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    DatasetDict({split: Dataset.from_list(r) for split, r in rows.items()}).save_to_disk(str(tmp))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+
+
+def load_pairs(run_dir: RunDir, split: str) -> list[dict]:
+    """The reward stage's pairs back as ``{"prompt", "chosen", "rejected"}`` with plain-text replies."""
+    from datasets import load_from_disk
+
+    data = load_from_disk(str(run_dir.require("reward") / "pairs"))
+    return [{"prompt": r["prompt"], "chosen": r["chosen"][0]["content"], "rejected": r["rejected"][0]["content"]}
+            for r in data[split]]  # fmt: skip
+
+
+def run_reward(config: RewardConfig, run_dir: RunDir) -> dict:
+    from llmkb.rl.preferences import build_preferences
+    from llmkb.rl.reward import save_reward_model, train_reward_model
+
+    out = run_dir.stage("reward")
+    model, tokenizer = sft_model(run_dir)
+    train_q, test_q = questions(run_dir)  # run_stage has just written this stage's config.json
+    settings = {"k": config.samples, "temperature": config.temperature, "max_new_tokens": config.max_new_tokens}
+    pairs, stats = build_preferences(model, tokenizer, train_q, seed=config.seed, **settings)
+    test_pairs, test_stats = build_preferences(model, tokenizer, test_q, seed=config.seed + 1, **settings)
+    save_pairs({"train": pairs, "test": test_pairs}, out / "pairs")
+    reward, log, summary = train_reward_model(model, tokenizer, pairs, test_pairs, config)
+    write_jsonl(out / "log.jsonl", log)
+    save_reward_model(reward, tokenizer, out / "model")
+    return {
+        "prompts": stats["prompts"], "judgements": stats["judgements"] + test_stats["judgements"],
+        "train_pairs": len(pairs), "test_pairs": len(test_pairs), "sample_true_score": stats["mean_true_score"],
+        "test_accuracy_before": summary["first_test_accuracy"], "test_accuracy": summary["test_accuracy"],
+        "steps": summary["steps"], "s_per_step": summary["s_per_step"],
+    }  # fmt: skip
+
+
+def plot_hacking(logs: dict[str, list[dict]], path: Path | None = None):
+    """Reward-model score and the labeler's true score per PPO iteration, one panel per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(logs), figsize=(5 * len(logs), 3.4), sharey=True, squeeze=False)
+    for ax, (name, log) in zip(axes[0], logs.items(), strict=True):
+        steps = [r["iteration"] for r in log]
+        ax.plot(steps, [r["reward"] for r in log], label="reward model's score")
+        ax.plot(steps, [r["true_score"] for r in log], label="labeler's true score")
+        ax.set(title=name, xlabel="PPO iteration")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mean score of the batch")
+    axes[0][0].legend()
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def run_ppo(config: PPOConfig, run_dir: RunDir) -> dict:
+    from llmkb.model.hf import save_pretrained
+    from llmkb.rl.ppo import train_ppo
+    from llmkb.rl.preferences import true_score, win_rate
+    from llmkb.rl.reward import load_reward_model
+
+    out = run_dir.stage("ppo")
+    reward = load_reward_model(run_dir.require("reward") / "model")
+    train_q, test_q = questions(run_dir)
+    sft, tokenizer = sft_model(run_dir)
+    runs = {f"KL penalty {config.kl_coef}": config, "no KL penalty": config.with_kl(0.0)}
+    logs, results = {}, {}
+    for name, settings in runs.items():
+        policy, log = train_ppo(sft_model(run_dir)[0], reward, tokenizer, train_q, settings, true_score=true_score)
+        logs[name] = [{"run": name, **r} for r in log]
+        results[name] = (policy, win_rate(policy, sft, tokenizer, test_q))
+    write_jsonl(out / "log.jsonl", [r for log in logs.values() for r in log])
+    plot_hacking(logs, out / "reward_hacking.png")
+    kept, hacked = (results[name][0] for name in runs)
+    save_pretrained(kept.cpu(), out / "model", tokenizer=tokenizer)
+    (kept_log, kept_wins), (hack_log, hack_wins) = ((logs[n], results[n][1]) for n in runs)
+    return {
+        "iterations": len(kept_log), "kl_coef": config.kl_coef,
+        "reward_start": kept_log[0]["reward"], "reward_end": kept_log[-1]["reward"],
+        "true_score_start": kept_log[0]["true_score"], "true_score_end": kept_log[-1]["true_score"],
+        "kl_end": kept_log[-1]["kl"], "win_rate_vs_sft": kept_wins["win_rate"],
+        "no_kl_reward_end": hack_log[-1]["reward"], "no_kl_true_score_end": hack_log[-1]["true_score"],
+        "no_kl_kl_end": hack_log[-1]["kl"], "no_kl_entropy_end": hack_log[-1]["entropy"],
+        "no_kl_win_rate_vs_sft": hack_wins["win_rate"],
+    }  # fmt: skip
+
+
+def run_dpo(config: DPOConfig, run_dir: RunDir) -> dict:
+    from llmkb.model.hf import save_pretrained
+    from llmkb.rl.dpo import train_dpo
+    from llmkb.rl.preferences import win_rate
+
+    out = run_dir.stage("dpo")
+    policy, tokenizer = sft_model(run_dir)
+    reference, _ = sft_model(run_dir)
+    policy, log = train_dpo(policy, reference, tokenizer, load_pairs(run_dir, "train"), config)
+    write_jsonl(out / "log.jsonl", log)
+    save_pretrained(policy.cpu(), out / "model", tokenizer=tokenizer)
+    wins = win_rate(policy, reference, tokenizer, questions(run_dir)[1])
+    return {"steps": len(log), "beta": config.beta, "final_loss": log[-1]["loss"], **{f"eval_{k}": v for k, v in wins.items()}}
+
+
+QUICK_REWARD = {"prompts": 20, "test_prompts": 10, "samples": 4, "max_new_tokens": 16, "max_steps": 6}
+QUICK_PPO = {"iterations": 3, "batch_size": 8, "minibatch_size": 8, "max_new_tokens": 16}
+
+register(Stage(name="reward", summary="rank sampled replies with the scripted labeler; train a reward model on the pairs",
+               config_cls=RewardConfig, run=run_reward, needs=("sft",), profiles={"quick": QUICK_REWARD}))  # fmt: skip
+register(Stage(name="ppo", summary="PPO against the reward model, with and without a KL penalty (reward hacking)",
+               config_cls=PPOConfig, run=run_ppo, needs=("reward",), profiles={"quick": QUICK_PPO}))  # fmt: skip
+register(Stage(name="dpo", summary="DPO on the same preference pairs: no reward model, a frozen reference",
+               config_cls=DPOConfig, run=run_dpo, needs=("reward",), profiles={"quick": {"max_steps": 4}}))  # fmt: skip

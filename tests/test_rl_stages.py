@@ -1,0 +1,62 @@
+"""The reward, PPO and DPO stages end to end on the quick profile: files, formats, metrics."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from llmkb.io import read_json, read_jsonl
+
+
+@pytest.fixture(scope="module")
+def rl_run(quick_run, tmp_path_factory):
+    from llmkb.stages import RunDir, run_stage
+
+    run = RunDir(tmp_path_factory.mktemp("rl_runs") / "quick")
+    for stage in ("data", "tokenizer"):
+        shutil.copytree(quick_run.root / stage, run.root / stage)
+    metrics = {name: run_stage(name, run, "quick") for name in ("pretrain", "sft", "reward", "ppo", "dpo")}
+    return run, metrics
+
+
+def test_reward_stage_writes_pairs_in_trl_format_and_an_hf_reward_model(rl_run):
+    from datasets import load_from_disk
+    from transformers import AutoModelForSequenceClassification
+
+    from llmkb.rl.reward import load_reward_model
+
+    run, metrics = rl_run
+    m = metrics["reward"]
+    assert m["judgements"] == (20 + 10) * 4 and m["train_pairs"] > 0 and m["steps"] == 6
+    pairs = load_from_disk(str(run.root / "reward" / "pairs"))
+    row = pairs["train"][0]
+    assert row["prompt"][-1]["role"] == "user" and row["chosen"][0]["role"] == row["rejected"][0]["role"] == "assistant"
+    assert row["chosen"] != row["rejected"] and row["margin"] > 0
+    hf = AutoModelForSequenceClassification.from_pretrained(str(run.root / "reward" / "model"))
+    assert hf.config.num_labels == 1
+    assert load_reward_model(run.root / "reward" / "model").score.weight.shape == (1, hf.config.hidden_size)
+    with pytest.raises(FileNotFoundError, match="run `llmkb reward` first"):
+        load_reward_model(run.root / "nothing")
+
+
+def test_ppo_stage_logs_both_runs_and_saves_the_penalised_policy(rl_run):
+    from llmkb.model.hf import load_pretrained
+
+    run, metrics = rl_run
+    m = metrics["ppo"]
+    log = list(read_jsonl(run.root / "ppo" / "log.jsonl"))
+    assert {r["run"] for r in log} == {"KL penalty 0.2", "no KL penalty"}
+    assert all({"reward", "true_score", "kl", "entropy"} <= set(r) for r in log)
+    assert m["iterations"] == 3 and 0 <= m["win_rate_vs_sft"] <= 1
+    assert (run.root / "ppo" / "reward_hacking.png").stat().st_size > 0
+    assert load_pretrained(run.root / "ppo" / "model").num_params() > 0
+    assert read_json(run.root / "ppo" / "config.json")["kl_coef"] == 0.2
+
+
+def test_dpo_stage(rl_run):
+    run, metrics = rl_run
+    m = metrics["dpo"]
+    assert m["steps"] == 4 and 0 <= m["eval_win_rate"] <= 1
+    assert abs(m["eval_win"] + m["eval_tie"] + m["eval_loss"] - 1) < 1e-3
+    assert (run.root / "dpo" / "model" / "model.safetensors").is_file()
