@@ -192,7 +192,7 @@ def _special_ids(tokenizer) -> dict[str, int | None]:
     return {"bos_token_id": eos, "eos_token_id": eos, "pad_token_id": eos}
 
 
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
+def replace_dir(tmp: Path, out_dir: Path) -> None:
     """Move the finished ``tmp`` onto ``out_dir``; an old ``out_dir`` is moved aside first, then deleted.
 
     A folder cannot be renamed over a non-empty one, so there are two renames; between them the
@@ -229,7 +229,7 @@ def save_hf_folder(hf_model, out_dir: str | Path, tokenizer=None) -> Path:
         hf_model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

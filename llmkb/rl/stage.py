@@ -56,22 +56,13 @@ def sft_model(run_dir: RunDir):
     return load_model(folder), load_tokenizer(folder)
 
 
-def save_pairs(pairs: dict[str, list[dict]], out: Path) -> None:
-    """Preference pairs as a DatasetDict on disk in trl's conversational format (written aside, then swapped in)."""
-    import shutil
+def save_pairs(pairs: dict[str, list[dict]], out: Path) -> Path:
+    """Preference pairs as a DatasetDict on disk in trl's conversational format."""
+    from llmkb.sft.stage import save_rows
 
-    from datasets import Dataset, DatasetDict
-    from datasets.utils.logging import disable_progress_bar
-
-    disable_progress_bar()
-    rows = {split: [{"prompt": p["prompt"], "chosen": [{"role": "assistant", "content": p["chosen"]}],
-                     "rejected": [{"role": "assistant", "content": p["rejected"]}], "margin": p["margin"]} for p in ps]
-            for split, ps in pairs.items()}  # fmt: skip
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    DatasetDict({split: Dataset.from_list(r) for split, r in rows.items()}).save_to_disk(str(tmp))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    return save_rows({split: [{"prompt": p["prompt"], "chosen": [{"role": "assistant", "content": p["chosen"]}],
+                               "rejected": [{"role": "assistant", "content": p["rejected"]}], "margin": p["margin"]}
+                              for p in ps] for split, ps in pairs.items()}, out)  # fmt: skip
 
 
 def load_pairs(run_dir: RunDir, split: str) -> list[dict]:
@@ -145,7 +136,7 @@ def run_ppo(config: PPOConfig, run_dir: RunDir) -> dict:
         results[name] = (policy, win_rate(policy, sft, tokenizer, test_q))
     write_jsonl(out / "log.jsonl", [r for log in logs.values() for r in log])
     plot_hacking(logs, out / "reward_hacking.png")
-    kept, hacked = (results[name][0] for name in runs)
+    kept = results[next(iter(runs))][0]  # the run with the penalty is the stage's model
     save_pretrained(kept.cpu(), out / "model", tokenizer=tokenizer)
     (kept_log, kept_wins), (hack_log, hack_wins) = ((logs[n], results[n][1]) for n in runs)
     return {

@@ -43,21 +43,36 @@ def build_data(config: SFTConfig, manifest: Path, tokenizer, context: int) -> tu
     return splits, info
 
 
-def save_dataset(splits: dict[str, list[dict]], out: Path) -> None:
-    """``splits`` as a DatasetDict on disk, written beside and then swapped in (a crash keeps the old one)."""
-    import json
+def save_rows(rows: dict[str, list[dict]], out: Path) -> Path:
+    """Rows per split as a ``datasets.DatasetDict`` on disk: written to a temporary sibling, then swapped in.
+
+    An interrupted save leaves the previous folder (or none), never half of one.
+    """
+    import tempfile
 
     from datasets import Dataset, DatasetDict
     from datasets.utils.logging import disable_progress_bar
 
+    from llmkb.model.hf import replace_dir
+
     disable_progress_bar()  # a few thousand short rows save in a blink; the bar would only clutter the log
-    data = DatasetDict({split: Dataset.from_list([{"messages": r["messages"], "type": r["type"], "meta": json.dumps(r["meta"])}
-                                                  for r in records]) for split, records in splits.items()})  # fmt: skip
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    data.save_to_disk(str(tmp))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        DatasetDict({split: Dataset.from_list(r) for split, r in rows.items()}).save_to_disk(str(tmp))
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def save_dataset(splits: dict[str, list[dict]], out: Path) -> Path:
+    """SFT records as ``{"messages", "type", "meta"}`` rows (``meta`` as a JSON string: its fields differ by type)."""
+    import json
+
+    return save_rows({split: [{"messages": r["messages"], "type": r["type"], "meta": json.dumps(r["meta"])} for r in records]
+                      for split, records in splits.items()}, out)  # fmt: skip
 
 
 def end_probability(model, tokenizer, records: list[dict]) -> float:
