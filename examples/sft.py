@@ -144,9 +144,7 @@ assert len(conversation) == 6
 # --8<-- [start:methods]
 import dataclasses
 
-import torch
-
-from llmkb.sft.train import chat_token_ids, fine_tune, init_chat_tokens
+from llmkb.sft.train import fine_tune, init_chat_tokens
 from llmkb.stages import get_stage
 
 base_dir = ctx.run.require("pretrain") / "model"
@@ -157,8 +155,7 @@ steps = 5 if quick else 60  # the same short budget for every variant
 results = {}
 for trainer, method in (("ours", "full"), ("ours", "lora"), ("trl", "full"), ("trl", "lora")):
     model = load_model(base_dir)
-    special = set(tokenizer.all_special_ids)
-    init_chat_tokens(model, chat_token_ids(tokenizer), torch.tensor([i for i in range(len(tokenizer)) if i not in special]))
+    init_chat_tokens(model, tokenizer)  # as the stage does
     config = dataclasses.replace(stage_config, trainer=trainer, method=method, max_steps=steps, eval_every=steps,
                                  progress=False, lr=3e-3 if method == "lora" else stage_config.lr)
     _, method_log, summary = fine_tune(model, tokenizer, train, test, config)

@@ -129,9 +129,9 @@ def test_trl_trainer_fine_tunes_and_returns_our_gpt(tokenizer, splits, method):
     tests = [r["test_loss"] for r in log if "test_loss" in r]
     assert len(tests) == 2 and all(math.isfinite(t) for t in tests)
     with torch.no_grad():  # the returned GPT is the trained one: its loss is trl's last test loss
-        from llmkb.sft.train import test_loss
+        from llmkb.sft.train import heldout_loss
 
-        ours = test_loss(tuned, encode_records(tokenizer, splits["test"], 512), tokenizer.pad_token_id, "cpu")
+        ours = heldout_loss(tuned, encode_records(tokenizer, splits["test"], 512), tokenizer.pad_token_id, "cpu")
     assert abs(ours - tests[-1]) < 1e-4
     assert torch.equal(tuned.embed_tokens.weight, embedding) == (method == "lora")  # LoRA leaves the embeddings alone
     assert (summary["trainable_params"] < summary["total_params"]) == (method == "lora")
@@ -141,9 +141,9 @@ def test_trl_trainer_fine_tunes_and_returns_our_gpt(tokenizer, splits, method):
 def test_chat_tokens_start_at_the_mean_embedding(tokenizer):
     model = tiny_gpt(tokenizer)
     ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_start|>", "<|im_end|>")]
-    used = torch.arange(0, 20)
-    report = init_chat_tokens(model, ids, used)
-    mean = model.embed_tokens.weight[used].mean(0)
+    used = torch.tensor([i for i in range(len(tokenizer)) if i not in set(tokenizer.all_special_ids) | set(ids)])
+    mean = model.embed_tokens.weight[used].mean(0).detach().clone()
+    report = init_chat_tokens(model, tokenizer)
     assert all(torch.allclose(model.embed_tokens.weight[i], mean) for i in ids)
     assert report["norm_after"][0] == pytest.approx(mean.norm().item(), abs=1e-4)
     assert model.lm_head.weight.data_ptr() == model.embed_tokens.weight.data_ptr()  # tied: the output row moved too

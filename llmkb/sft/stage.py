@@ -115,13 +115,11 @@ def plot_log(log: list[dict], path: Path | None = None, title: str = "Supervised
 
 
 def run(config: SFTConfig, run_dir: RunDir) -> dict:
-    import torch
-
     from llmkb.model.hf import load_pretrained as load_model
     from llmkb.model.hf import save_pretrained
     from llmkb.sft.evaluate import score
     from llmkb.sft.identity import identity_report
-    from llmkb.sft.train import chat_token_ids, fine_tune, init_chat_tokens
+    from llmkb.sft.train import fine_tune, init_chat_tokens
     from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
 
     config.check()
@@ -143,9 +141,7 @@ def run(config: SFTConfig, run_dir: RunDir) -> dict:
 
     base_scores, base_identity = evaluate(model), identity_report(model, tokenizer)
     if config.init_special == "mean":
-        special = set(tokenizer.all_special_ids)
-        used = torch.tensor([i for i in range(len(tokenizer)) if i not in special])
-        tokens.update(init_chat_tokens(model, chat_token_ids(tokenizer), used))
+        tokens.update(init_chat_tokens(model, tokenizer))
         tokens["mean_init_end_probability"] = end_probability(model, tokenizer, probe)
     model, log, summary = fine_tune(model, tokenizer, splits["train"], splits["test"], config)
     write_jsonl(out / "log.jsonl", log)

@@ -48,16 +48,20 @@ def chat_token_ids(tokenizer) -> list[int]:
 
 
 @torch.no_grad()
-def init_chat_tokens(model: GPT, token_ids: list[int], used: torch.Tensor) -> dict:
-    """Set the embedding rows of ``token_ids`` to the mean of the rows of the ``used`` token ids.
+def init_chat_tokens(model: GPT, tokenizer) -> dict:
+    """Set the embedding rows of the ChatML tokens to the mean of the rows of the ordinary (non-special) tokens.
 
     Why: the base model never saw these tokens as inputs, and because the LM head shares the
-    embedding matrix, pretraining kept pushing their rows toward "never predict me". Starting
-    them at the average of the tokens the model did learn gives them an ordinary norm and an
-    ordinary (not vanishing) probability, so the first SFT steps do not have to undo that
-    (HF's ``resize_token_embeddings`` starts new tokens at the mean for the same reason).
-    Returns the rows' norms before and after, and the mean norm of the used rows.
+    embedding matrix, pretraining kept pushing their rows toward "never predict me", with a norm
+    of its own. Starting them at the average of the tokens the model did learn gives them an
+    ordinary norm and no leftover direction (HF's ``resize_token_embeddings`` starts new tokens at
+    the mean for the same reason). It does not make ``<|im_end|>`` likely by itself: training does
+    that (the SFT page measures both). Returns the rows' norms before and after, and the mean norm
+    of the ordinary rows.
     """
+    token_ids = chat_token_ids(tokenizer)
+    special = set(tokenizer.all_special_ids) | set(token_ids)
+    used = torch.tensor([i for i in range(len(tokenizer)) if i not in special])
     weight = model.embed_tokens.weight
     rows = weight[used]
     before = weight[token_ids].norm(dim=-1).tolist()
@@ -113,7 +117,7 @@ def batches(encoded: list[dict], config: SFTConfig):
 
 
 @torch.no_grad()
-def test_loss(model, encoded: list[dict], pad_id: int, device: str, batch_size: int = 32) -> float:
+def heldout_loss(model, encoded: list[dict], pad_id: int, device: str, batch_size: int = 32) -> float:
     """The assistant-token loss over all of ``encoded`` (summed over tokens, then divided once)."""
     model.eval()
     total, count = 0.0, 0
@@ -155,7 +159,7 @@ def fine_tune(model: GPT, tokenizer, train_records: list[dict], test_records: li
     runner = torch.compile(trainee, dynamic=True) if compiled else trainee
     steps = total_steps(config, len(train_enc))
     schedule = dataclasses.replace(config, max_steps=steps)  # lr_at reads lr, warmup_steps, max_steps, min_lr_ratio
-    log: list[dict] = [{"step": 0, "test_loss": round(test_loss(runner, test_enc, pad_id, device), 5)}] if test_enc else []
+    log: list[dict] = [{"step": 0, "test_loss": round(heldout_loss(runner, test_enc, pad_id, device), 5)}] if test_enc else []
     summary = trainable_summary(trainee)
     data = batches(train_enc, config)
     bar = tqdm(total=steps, desc=f"sft ({config.method})", unit="step", disable=not config.progress)
@@ -189,7 +193,7 @@ def fine_tune(model: GPT, tokenizer, train_records: list[dict], test_records: li
         record = {"step": step + 1, "epoch": epoch, "loss": round(value, 5), "lr": lr, "grad_norm": round(grad_norm.item(), 4),
                   "tokens_per_s": round(ids.numel() / dt, 1)}  # fmt: skip
         if test_enc and ((step + 1) % config.eval_every == 0 or step + 1 == steps):
-            record["test_loss"] = round(test_loss(runner, test_enc, pad_id, device), 5)
+            record["test_loss"] = round(heldout_loss(runner, test_enc, pad_id, device), 5)
         log.append(record)
         bar.update(1)
         bar.set_postfix(loss=f"{value:.3f}")
