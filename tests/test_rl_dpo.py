@@ -142,8 +142,11 @@ def test_empty_pairs_and_same_model_are_refused(tok):
         train_dpo(model, copy.deepcopy(model), tok, [], DPOConfig(device="cpu", progress=False))
     with pytest.raises(ValueError, match="same object"):
         train_dpo(model, model, tok, PAIRS, DPOConfig(device="cpu", progress=False))
-    with pytest.raises(ValueError, match="pair 0"):
+    with pytest.raises(ValueError, match=r"pair 0: missing \['rejected'\]"):
         train_dpo(model, copy.deepcopy(model), tok, [{"prompt": [], "chosen": "x"}], DPOConfig(device="cpu", progress=False))
+    same = [PAIRS[0], {**PAIRS[1], "rejected": PAIRS[1]["chosen"]}]
+    with pytest.raises(ValueError, match="pair 1: chosen and rejected are the same reply"):
+        train_dpo(model, copy.deepcopy(model), tok, same, DPOConfig(device="cpu", progress=False))
 
 
 def test_nan_loss_stops_before_updating(tok):

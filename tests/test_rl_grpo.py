@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from llmkb.model.gpt import GPT, ModelConfig
-from llmkb.rl.grpo import (GRPOSettings, accuracy, as_prompts, correctness, correctness_reward, format_reward, formatting,
-                           group_advantages, to_policy, train_grpo_trl)  # fmt: skip
+from llmkb.rl.grpo import (GRPOSettings, accuracy, as_prompts, correctness, correctness_reward, direct_answers, format_reward, formatting,
+                           group_advantages, sums_model, to_policy, train_grpo_trl)  # fmt: skip
 from llmkb.sft.data import reasoning, worked_addition
 from llmkb.sft.masking import _char_tokenizer
 from llmkb.tokenizer.hf import CHATML_TEMPLATE
@@ -117,3 +117,34 @@ def test_train_grpo_trl_updates_our_gpt_and_logs_rewards(tok):
     assert [row["step"] for row in log] == [1, 2]
     assert all(row["reward"] >= 0 and row["correctness"] == 0 and "kl" in row for row in log)
     assert 0 <= accuracy(trained, tok, records[:2], max_new_tokens=8) <= 1
+
+
+def test_a_reward_function_that_raises_or_returns_nan_stops_training(tok):
+    records = reasoning(seed=0, digits=2, n=2)
+    settings = GRPOSettings(group_size=2, prompts_per_step=2, max_new_tokens=6, max_steps=1, device="cpu", progress=False)
+
+    def broken(prompts, completions, **kwargs):
+        raise KeyError("answer")
+
+    def half_nan(prompts, completions, **kwargs):
+        return [float("nan") if i % 2 else 1.0 for i in range(len(completions))]
+
+    def short(prompts, completions, **kwargs):
+        return [1.0]
+
+    with pytest.raises(RuntimeError, match="reward function broken raised KeyError"):
+        train_grpo_trl(tiny_gpt(tok), tok, records, settings, reward_funcs=[broken])
+    with pytest.raises(ValueError, match="reward function half_nan gave nan for completion 1"):
+        train_grpo_trl(tiny_gpt(tok), tok, records, settings, reward_funcs=[half_nan])
+    with pytest.raises(ValueError, match="reward function short returned 1 rewards for 4 completions"):
+        train_grpo_trl(tiny_gpt(tok), tok, records, settings, reward_funcs=[short])
+
+
+def test_sampled_accuracy_and_direct_answers(tok):
+    model = tiny_gpt(tok)
+    records = reasoning(seed=0, digits=2, n=3)
+    assert 0 <= accuracy(model, tok, records, max_new_tokens=4, samples=2, seed=1) <= 1
+    direct = direct_answers(records)
+    assert [r["messages"][-1]["content"] for r in direct] == [f"Answer: {r['meta']['answer']}" for r in records]
+    assert records[0]["messages"][-1]["content"].count("\n") >= 1  # the originals keep their steps
+    assert sums_model(len(tok)).config.n_layer == 2

@@ -1,4 +1,4 @@
-"""The reward, PPO and DPO stages end to end on the quick profile: files, formats, metrics."""
+"""The reward, PPO, DPO and GRPO stages end to end on the quick profile: files, formats, metrics."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def rl_run(quick_run, tmp_path_factory):
     run = RunDir(tmp_path_factory.mktemp("rl_runs") / "quick")
     for stage in ("data", "tokenizer"):
         shutil.copytree(quick_run.root / stage, run.root / stage)
-    metrics = {name: run_stage(name, run, "quick") for name in ("pretrain", "sft", "reward", "ppo", "dpo")}
+    metrics = {name: run_stage(name, run, "quick") for name in ("pretrain", "sft", "reward", "ppo", "dpo", "grpo")}
     return run, metrics
 
 
@@ -46,12 +46,12 @@ def test_ppo_stage_logs_both_runs_and_saves_the_penalised_policy(rl_run):
     run, metrics = rl_run
     m = metrics["ppo"]
     log = list(read_jsonl(run.root / "ppo" / "log.jsonl"))
-    assert {r["run"] for r in log} == {"KL penalty 0.2", "no KL penalty"}
+    assert {r["run"] for r in log} == {"KL penalty 1.0", "no KL penalty"}
     assert all({"reward", "true_score", "kl", "entropy"} <= set(r) for r in log)
     assert m["iterations"] == 3 and 0 <= m["win_rate_vs_sft"] <= 1
     assert (run.root / "ppo" / "reward_hacking.png").stat().st_size > 0
     assert load_pretrained(run.root / "ppo" / "model").num_params() > 0
-    assert read_json(run.root / "ppo" / "config.json")["kl_coef"] == 0.2
+    assert read_json(run.root / "ppo" / "config.json")["kl_coef"] == 1.0
 
 
 def test_dpo_stage(rl_run):
@@ -60,3 +60,24 @@ def test_dpo_stage(rl_run):
     assert m["steps"] == 4 and 0 <= m["eval_win_rate"] <= 1
     assert abs(m["eval_win"] + m["eval_tie"] + m["eval_loss"] - 1) < 1e-3
     assert (run.root / "dpo" / "model" / "model.safetensors").is_file()
+
+
+def test_grpo_stage_trains_both_sums_models_and_runs_grpo_through_trl(rl_run):
+    from transformers import AutoTokenizer
+
+    from llmkb.model.hf import load_pretrained
+
+    run, metrics = rl_run
+    m = metrics["grpo"]
+    out = run.root / "grpo"
+    assert m["grpo_steps"] == 2 and m["train_sums"] == 64 and m["test_sums"] == 8
+    for key in ("steps_accuracy", "direct_accuracy", "before_sampled_accuracy", "after_accuracy", "after_sampled_accuracy"):
+        assert 0 <= m[key] <= 1, key
+    styles = {r["style"] for r in read_jsonl(out / "sft_log.jsonl")}
+    assert styles == {"steps", "direct"}
+    log = list(read_jsonl(out / "log.jsonl"))
+    assert [r["step"] for r in log] == [1, 2] and all({"correctness", "formatting"} <= set(r) for r in log)
+    for folder in ("steps/model", "direct/model", "model"):  # HF folders with the ChatML template
+        assert load_pretrained(out / folder).config.n_layer == 2
+        assert "<|im_start|>" in AutoTokenizer.from_pretrained(str(out / folder)).chat_template
+    assert (out / "grpo.png").stat().st_size > 0

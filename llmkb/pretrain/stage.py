@@ -106,12 +106,9 @@ def build(config: PretrainConfig, run_dir: RunDir) -> tuple[Path, dict]:
 
 def plot_losses(log: list[dict], path: str | Path | None = None):
     """Training loss per step and validation loss per evaluation, on one figure."""
-    import matplotlib
+    from llmkb.plots import finish, subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = subplots(figsize=(7, 3.6))
     steps, losses = [r["step"] for r in log], [r["loss"] for r in log]
     ax.plot(steps, losses, lw=0.6, alpha=0.35, color="tab:blue", label="training batch")
     window = max(1, len(losses) // 40)  # a running mean shows the trend through the batch-to-batch noise
@@ -120,12 +117,7 @@ def plot_losses(log: list[dict], path: str | Path | None = None):
     val = [r for r in log if "val_loss" in r]
     ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="held-out text")
     ax.set(xlabel="step", ylabel="cross-entropy (nats per token)", title="Pretraining loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=120)
-    return fig
+    return finish(fig, ax, path)
 
 
 def run(config: PretrainConfig, run_dir: RunDir) -> dict:

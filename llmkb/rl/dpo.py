@@ -39,6 +39,7 @@ from llmkb.device import autocast, pick_device
 from llmkb.model.gpt import configure_optimizer
 from llmkb.pretrain.train import NonFiniteLoss
 from llmkb.rl.config import DPOConfig
+from llmkb.rl.reward import check_pair
 from llmkb.sft.masking import IGNORE, collate, tokenize_conversation
 from llmkb.sft.train import batches, total_steps
 
@@ -127,10 +128,11 @@ def train_dpo(policy, reference, tokenizer, pairs: list[dict], config: DPOConfig
         raise ValueError("policy and reference are the same object; pass a frozen copy (copy.deepcopy) as the reference")
     encoded = []
     for i, pair in enumerate(pairs):
+        check_pair(i, pair)
         try:
             encoded.append(encode_pair(tokenizer, pair["prompt"], pair["chosen"], pair["rejected"], policy.config.context))
-        except (KeyError, ValueError) as e:
-            raise ValueError(f"pair {i}: {e!r}; a pair is {{'prompt': [messages], 'chosen': str, 'rejected': str}}") from e
+        except ValueError as e:
+            raise ValueError(f"pair {i}: {e}") from e
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
     policy = policy.to(device).train()

@@ -1,11 +1,12 @@
 """Prompts with checkable answers + a policy -> rule-based rewards, group-relative advantages, a GRPO-trained policy.
 
-In: our GPT after SFT (it already answers "What is 47 + 85?" by column addition ending ``Answer: 132``,
-but gets digits wrong), its tokenizer, SFT ``reasoning`` records (:func:`llmkb.sft.data.reasoning`)
-and :class:`GRPOSettings`.
+In: a chat model that answers "What is 47 + 85?" by column addition ending ``Answer: 132`` (the
+``grpo`` stage trains a small one on sums only, :func:`sums_model`), its tokenizer, ``reasoning``
+records (:func:`llmkb.sft.data.reasoning`) and :class:`GRPOSettings`.
 Out: :func:`correctness_reward` and :func:`format_reward` (a list of floats per list of replies),
 :func:`group_advantages` (what trl's ``GRPOTrainer`` computes from them), :func:`train_grpo_trl`
-(the trained GPT and a log of rewards per step) and :func:`accuracy` (share of right greedy answers).
+(the trained GPT and a log of rewards per step), :func:`accuracy` (share of right answers, greedy or
+sampled) and :func:`direct_answers` (the same sums answered without the steps).
 
 GRPO (Group Relative Policy Optimization, DeepSeekMath; used for DeepSeek-R1) is policy-gradient RL
 without a value network. For each prompt it samples a group of G answers, scores each with the
@@ -21,7 +22,9 @@ is why RL works best where answers can be checked: sums, code with tests.
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import re
 import tempfile
 
@@ -96,6 +99,43 @@ def correctness(prompts, completions, answer, **kwargs) -> list[float]:
 def formatting(prompts, completions, **kwargs) -> list[float]:
     """trl's reward-function signature around :func:`format_reward`."""
     return format_reward([_text(c) for c in completions])
+
+
+def checked(func):
+    """``func`` (a trl reward function) that fails loudly instead of scoring silently.
+
+    trl treats a None reward as "does not apply" and skips it in the mean, so a reward function that
+    breaks on some completions would quietly train on the others. Here an exception names the
+    function and is raised again; a result of the wrong length, a None or a NaN names the function,
+    the completion's index and its text. ``__name__`` is kept: trl labels its log with it.
+
+    Examples:
+        >>> checked(formatting)(prompts=[[]], completions=["Ones: 1 + 1 = 2.\\nAnswer: 2"])
+        [1.0]
+        >>> checked(lambda completions, **kw: [float("nan")])(completions=["Answer: 4"])
+        Traceback (most recent call last):
+        ...
+        ValueError: reward function <lambda> gave nan for completion 0 ('Answer: 4'); a reward must be a finite number
+    """
+    name = getattr(func, "__name__", type(func).__name__)
+
+    @functools.wraps(func)
+    def wrapper(*args, completions, **kwargs):
+        try:
+            rewards = func(*args, completions=completions, **kwargs)
+        except Exception as e:
+            raise RuntimeError(f"reward function {name} raised {type(e).__name__}: {e} "
+                               f"(batch of {len(completions)} completions, the first {_text(completions[0])[:60]!r})") from e  # fmt: skip
+        if rewards is None or len(rewards) != len(completions):
+            raise ValueError(f"reward function {name} returned {0 if rewards is None else len(rewards)} rewards for "
+                             f"{len(completions)} completions")  # fmt: skip
+        for i, r in enumerate(rewards):
+            if r is None or not math.isfinite(r):
+                raise ValueError(f"reward function {name} gave {r} for completion {i} ({_text(completions[i])[:60]!r}); "
+                                 "a reward must be a finite number")  # fmt: skip
+        return rewards
+
+    return wrapper
 
 
 # --------------------------------------------------------------------------- advantages
@@ -179,7 +219,7 @@ def train_grpo_trl(model: GPT, tokenizer, records: list[dict], settings: GRPOSet
     from llmkb.model.hf import from_hf
 
     device = pick_device(settings.device)
-    funcs = reward_funcs or [correctness, formatting]
+    funcs = [checked(f) for f in reward_funcs or [correctness, formatting]]
     hf = to_policy(model, tokenizer)
     if not settings.progress:
         datasets.disable_progress_bars()
@@ -191,6 +231,7 @@ def train_grpo_trl(model: GPT, tokenizer, records: list[dict], settings: GRPOSet
             output_dir=tmp, max_steps=settings.max_steps, learning_rate=settings.lr, seed=settings.seed,
             num_generations=settings.group_size, max_completion_length=settings.max_new_tokens,
             per_device_train_batch_size=settings.prompts_per_step * settings.group_size,  # counts answers, not prompts
+            num_iterations=settings.updates_per_batch,
             temperature=settings.temperature, beta=settings.beta, scale_rewards="group",
             logging_steps=1, save_strategy="no", report_to="none", use_cpu=not device.startswith("cuda"),
             bf16=device.startswith("cuda"), fp16=False, use_vllm=False, disable_tqdm=not settings.progress,
@@ -218,11 +259,44 @@ def train_grpo_trl(model: GPT, tokenizer, records: list[dict], settings: GRPOSet
 # --------------------------------------------------------------------------- evaluation
 
 
-def accuracy(model, tokenizer, records: list[dict], max_new_tokens: int = 96) -> float:
-    """The share of ``records`` (held-out sums) whose greedy reply has the right ``Answer: N``."""
+def accuracy(model, tokenizer, records: list[dict], max_new_tokens: int = 96, samples: int = 0, temperature: float = 1.0,
+             seed: int = 0) -> float:  # fmt: skip
+    """The share of right ``Answer: N`` replies to ``records`` (held-out sums).
+
+    ``samples=0``: one greedy reply per sum. Otherwise ``samples`` replies per sum drawn at
+    ``temperature`` (what RL trains on: a model can be right greedily and still often wrong when sampled).
+    """
     from llmkb.sft.evaluate import respond
 
     rows = as_prompts(records)
-    replies = respond(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens)
-    rewards = correctness_reward([text for text, _ in replies], [r["answer"] for r in rows])
+    copies = max(samples, 1)
+    replies = respond(model, tokenizer, [r["prompt"] for r in rows for _ in range(copies)], max_new_tokens,
+                      temperature=temperature if samples else 0.0, seed=seed if samples else None)  # fmt: skip
+    rewards = correctness_reward([text for text, _ in replies], [r["answer"] for r in rows for _ in range(copies)])
     return sum(rewards) / max(len(rewards), 1)
+
+
+# --------------------------------------------------------------------------- the sums model
+
+
+def direct_answers(records: list[dict]) -> list[dict]:
+    """The same sum conversations with the reply cut to its last line: ``Answer: 132``, no steps.
+
+    Examples:
+        >>> direct_answers([{"messages": [{"role": "user", "content": "What is 2 + 5?"},
+        ...                               {"role": "assistant", "content": "Ones: 2 + 5 = 7.\\nAnswer: 7"}]}])
+        [{'messages': [{'role': 'user', 'content': 'What is 2 + 5?'}, {'role': 'assistant', 'content': 'Answer: 7'}]}]
+    """
+    out = []
+    for r in records:
+        *before, reply = r["messages"]
+        out.append({**r, "messages": [*before, {**reply, "content": reply["content"].strip().split("\n")[-1]}]})
+    return out
+
+
+def sums_model(vocab_size: int, n_layer: int = 2, d_model: int = 128, context: int = 96, seed: int = 0) -> GPT:
+    """A fresh, small GPT (random weights) for the run's vocabulary; the MLP is 2.5x wide, as the chat model's."""
+    from llmkb.model.gpt import ModelConfig
+
+    torch.manual_seed(seed)
+    return GPT(ModelConfig(vocab_size=vocab_size, context=context, n_layer=n_layer, d_model=d_model, d_ff=d_model * 5 // 2))

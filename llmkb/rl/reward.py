@@ -167,6 +167,18 @@ def pairwise_accuracy(chosen_scores: torch.Tensor, rejected_scores: torch.Tensor
 # data
 
 
+def check_pair(i: int, pair: dict) -> None:
+    """Raise a ValueError naming pair ``i`` if it lacks a key or ranks a reply against itself.
+
+    Identical replies teach nothing (the loss is ln 2 whatever the weights) and usually mean a data bug.
+    """
+    missing = [k for k in ("prompt", "chosen", "rejected") if k not in pair]
+    if missing:
+        raise ValueError(f"pair {i}: missing {missing}; a pair is {{'prompt': [messages], 'chosen': str, 'rejected': str}}")
+    if pair["chosen"] == pair["rejected"]:
+        raise ValueError(f"pair {i}: chosen and rejected are the same reply ({pair['chosen'][:40]!r}); nothing to rank")
+
+
 def encode_pairs(tokenizer, pairs: list[dict], context: int) -> list[tuple[dict, dict]]:
     """Each pair as (chosen, rejected) token ids: the ChatML rendering of the prompt plus that reply.
 
@@ -178,11 +190,7 @@ def encode_pairs(tokenizer, pairs: list[dict], context: int) -> list[tuple[dict,
         raise ValueError("no preference pairs: the reward model needs at least one (chosen, rejected) pair")
     out = []
     for i, pair in enumerate(pairs):
-        missing = [k for k in ("prompt", "chosen", "rejected") if k not in pair]
-        if missing:
-            raise ValueError(f"pair {i}: missing {missing}; a pair is {{'prompt': [messages], 'chosen': str, 'rejected': str}}")
-        if pair["chosen"] == pair["rejected"]:
-            raise ValueError(f"pair {i}: chosen and rejected are the same reply ({pair['chosen'][:40]!r}); nothing to rank")
+        check_pair(i, pair)
         sides = []
         for side in ("chosen", "rejected"):
             messages = list(pair["prompt"]) + [{"role": "assistant", "content": pair[side]}]

@@ -7,11 +7,15 @@ In: ``runs/<run>/sft/`` (the SFT model and its conversations). Out:
   (an HF ``LlamaForSequenceClassification`` folder), ``log.jsonl``;
 - ``ppo/``: ``model/`` (the policy tuned with the KL penalty), ``log.jsonl`` (every iteration of
   both runs: with the penalty, and without it), ``reward_hacking.png``;
-- ``dpo/``: ``model/`` and ``log.jsonl``.
+- ``dpo/``: ``model/`` and ``log.jsonl``;
+- ``grpo/``: two small models trained on sums only, ``steps/model`` (column addition written out)
+  and ``direct/model`` (the bare answer), their ``sft_log.jsonl``; ``model/`` (the steps model after
+  GRPO through trl) and ``log.jsonl`` (trl's rewards per step), ``grpo.png``.
 
-Every stage scores its model against the SFT model on held-out questions with the scripted
-labeler (:func:`llmkb.rl.preferences.win_rate`): the number the reward model only approximates.
-The questions are split once, by :func:`questions`.
+The reward, PPO and DPO stages score their model against the SFT model on held-out questions with
+the scripted labeler (:func:`llmkb.rl.preferences.win_rate`): the number the reward model only
+approximates. The questions are split once, by :func:`questions`. The GRPO stage scores the share
+of held-out sums answered right: a rule checks it, no labeler is needed.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import random
 from pathlib import Path
 
 from llmkb.io import write_jsonl
-from llmkb.rl.config import DPOConfig, PPOConfig, RewardConfig
+from llmkb.rl.config import DPOConfig, PPOConfig, RewardConfig, SumsConfig
 from llmkb.stages import RunDir, Stage, register
 
 def questions(run_dir: RunDir) -> tuple[list[dict], list[dict]]:
@@ -98,24 +102,16 @@ def run_reward(config: RewardConfig, run_dir: RunDir) -> dict:
 
 def plot_hacking(logs: dict[str, list[dict]], path: Path | None = None):
     """Reward-model score and the labeler's true score per PPO iteration, one panel per run."""
-    import matplotlib
+    from llmkb.plots import finish, subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(logs), figsize=(5 * len(logs), 3.4), sharey=True, squeeze=False)
+    fig, axes = subplots(1, len(logs), figsize=(5 * len(logs), 3.4), sharey=True, squeeze=False)
     for ax, (name, log) in zip(axes[0], logs.items(), strict=True):
         steps = [r["iteration"] for r in log]
         ax.plot(steps, [r["reward"] for r in log], label="reward model's score")
         ax.plot(steps, [r["true_score"] for r in log], label="labeler's true score")
         ax.set(title=name, xlabel="PPO iteration")
-        ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean score of the batch")
-    axes[0][0].legend()
-    fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=120)
-    return fig
+    return finish(fig, axes, path)
 
 
 def run_ppo(config: PPOConfig, run_dir: RunDir) -> dict:
@@ -165,7 +161,67 @@ def run_dpo(config: DPOConfig, run_dir: RunDir) -> dict:
     return {"steps": len(log), "beta": config.beta, "final_loss": log[-1]["loss"], **{f"eval_{k}": v for k, v in wins.items()}}
 
 
+def sums(config: SumsConfig) -> tuple[list[dict], list[dict]]:
+    """(train, held-out) sum conversations with worked answers; no held-out sum occurs in training."""
+    from llmkb.sft.data import reasoning
+
+    train = reasoning(seed=config.seed + 1, digits=config.digits, n=config.train_sums)
+    seen = {(r["messages"][0]["content"],) for r in train}
+    return train, reasoning(seed=config.seed + 2, digits=config.digits, n=config.test_sums, exclude=seen)
+
+
+def plot_grpo(log: list[dict], path: Path | None = None):
+    """trl's mean rewards per GRPO step: correctness and format, each between 0 and 1."""
+    from llmkb.plots import finish, subplots
+
+    fig, ax = subplots(figsize=(6, 3.2))
+    steps = [r["step"] for r in log]
+    ax.plot(steps, [r["correctness"] for r in log], label="right answer (sampled)")
+    ax.plot(steps, [r["formatting"] for r in log], label="worked-steps format")
+    ax.set(xlabel="GRPO step", ylabel="share of the step's answers", ylim=(-0.02, 1.02), title="GRPO rewards")
+    return finish(fig, ax, path)
+
+
+def run_grpo(config: SumsConfig, run_dir: RunDir) -> dict:
+    import time
+
+    from llmkb.model.hf import save_pretrained
+    from llmkb.rl.grpo import accuracy, direct_answers, sums_model, train_grpo_trl
+    from llmkb.sft.config import SFTConfig
+    from llmkb.sft.train import fine_tune
+
+    out = run_dir.stage("grpo")
+    _, tokenizer = sft_model(run_dir)  # the run's tokenizer with its ChatML tokens and template
+    train, test = sums(config)
+    sft = SFTConfig(max_steps=config.sft_steps, batch_size=config.sft_batch_size, lr=config.sft_lr, eval_every=config.sft_steps,
+                    seed=config.seed, device=config.device, progress=config.progress)  # fmt: skip
+    models, sft_logs, metrics = {}, [], {}
+    for style, records, held_out in (("steps", train, test), ("direct", direct_answers(train), direct_answers(test))):
+        model = sums_model(len(tokenizer), config.n_layer, config.d_model, config.context, config.seed)
+        model, log, summary = fine_tune(model, tokenizer, records, held_out[:32], sft)
+        models[style] = model.eval()
+        sft_logs += [{"style": style, **r} for r in log]
+        save_pretrained(model.cpu(), out / style / "model", tokenizer=tokenizer)
+        metrics[f"{style}_accuracy"] = accuracy(model, tokenizer, held_out, config.max_new_tokens)
+        metrics[f"{style}_s_per_step"] = summary["s_per_step"]
+    write_jsonl(out / "sft_log.jsonl", sft_logs)
+
+    before = models["steps"]
+    metrics["before_sampled_accuracy"] = accuracy(before, tokenizer, test, config.max_new_tokens, config.sampled_per_sum, config.temperature)
+    t0 = time.perf_counter()
+    policy, log = train_grpo_trl(before, tokenizer, train, config.grpo())
+    metrics["grpo_s_per_step"] = round((time.perf_counter() - t0) / max(len(log), 1), 3)
+    write_jsonl(out / "log.jsonl", log)
+    plot_grpo(log, out / "grpo.png")
+    save_pretrained(policy.cpu(), out / "model", tokenizer=tokenizer)
+    metrics["after_accuracy"] = accuracy(policy, tokenizer, test, config.max_new_tokens)
+    metrics["after_sampled_accuracy"] = accuracy(policy, tokenizer, test, config.max_new_tokens, config.sampled_per_sum, config.temperature)
+    return {"train_sums": len(train), "test_sums": len(test), "grpo_steps": len(log), **metrics}
+
+
 QUICK_REWARD = {"prompts": 20, "test_prompts": 10, "samples": 4, "max_new_tokens": 16, "max_steps": 6}
+QUICK_SUMS = {"train_sums": 64, "test_sums": 8, "context": 160, "sft_steps": 4, "grpo_steps": 2, "group_size": 2, "prompts_per_step": 2,
+              "max_new_tokens": 24, "sampled_per_sum": 1}
 QUICK_PPO = {"iterations": 3, "batch_size": 8, "minibatch_size": 8, "max_new_tokens": 16}
 
 register(Stage(name="reward", summary="rank sampled replies with the scripted labeler; train a reward model on the pairs",
@@ -174,3 +230,5 @@ register(Stage(name="ppo", summary="PPO against the reward model, with and witho
                config_cls=PPOConfig, run=run_ppo, needs=("reward",), profiles={"quick": QUICK_PPO}))  # fmt: skip
 register(Stage(name="dpo", summary="DPO on the same preference pairs: no reward model, a frozen reference",
                config_cls=DPOConfig, run=run_dpo, needs=("reward",), profiles={"quick": {"max_steps": 4}}))  # fmt: skip
+register(Stage(name="grpo", summary="small models taught sums with worked steps vs direct answers; GRPO on a rule-based reward",
+               config_cls=SumsConfig, run=run_grpo, needs=("sft",), profiles={"quick": QUICK_SUMS}))  # fmt: skip

@@ -95,23 +95,15 @@ def end_probability(model, tokenizer, records: list[dict]) -> float:
 
 def plot_log(log: list[dict], path: Path | None = None, title: str = "Supervised fine-tuning"):
     """Training loss per step and test loss (assistant tokens only) per evaluation."""
-    import matplotlib
+    from llmkb.plots import finish, subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = subplots(figsize=(7, 3.6))
     train = [r for r in log if "loss" in r]
     ax.plot([r["step"] for r in train], [r["loss"] for r in train], lw=0.8, alpha=0.6, label="training batch")
     test = [r for r in log if "test_loss" in r]
     ax.plot([r["step"] for r in test], [r["test_loss"] for r in test], "o-", label="held-out conversations")
     ax.set(xlabel="step", ylabel="cross-entropy on assistant tokens", title=title, yscale="log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=120)
-    return fig
+    return finish(fig, ax, path)
 
 
 def run(config: SFTConfig, run_dir: RunDir) -> dict:
