@@ -3,7 +3,7 @@
 In: command-line arguments. Out: whatever the subcommand writes (run folders, the site, a report).
 
     llmkb pipeline [--run NAME] [--profile quick|default|gpu]
-    llmkb data | tokenizer | pretrain | sft | reward | ppo | dpo | grpo [--run NAME] [--profile ...] [stage options]
+    llmkb data | tokenizer | pretrain | sft | reward | ppo | dpo | grpo | psychology [--run NAME] [--profile ...] [stage options]
     torchrun --nproc_per_node N -m llmkb -- pretrain [--run NAME]
     llmkb quantize | eval [--run NAME] [--model DIR] [--out results.json]
     llmkb generate [--run NAME] [--model DIR] PROMPT... [--stream] [--temperature T --top-k K --top-p P --num-beams N ...]
@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (("reward", "rank sampled SFT replies with the scripted labeler; train a reward model"),
                             ("ppo", "PPO against the reward model, with and without a KL penalty"),
                             ("dpo", "DPO on the reward stage's preference pairs"),
-                            ("grpo", "small models taught sums (worked steps vs direct answers), then GRPO through trl")):  # fmt: skip
+                            ("grpo", "small models taught sums (worked steps vs direct answers), then GRPO through trl"),
+                            ("psychology", "the SFT model's hallucinations; interrogate it, train refusals, measure again")):  # fmt: skip
         p = sub.add_parser(name, help=help_text)
         _run_options(p)
         p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
@@ -164,7 +165,7 @@ def _dispatch(args) -> int:
         from llmkb.pipeline import run_pipeline
 
         run_pipeline(_run_dir(args), args.profile)
-    elif args.command in ("data", "tokenizer", "pretrain", "sft", "reward", "ppo", "dpo", "grpo"):
+    elif args.command in ("data", "tokenizer", "pretrain", "sft", "reward", "ppo", "dpo", "grpo", "psychology"):
         from llmkb.stages import run_stage
 
         overrides = {

@@ -21,7 +21,8 @@ from typing import Any
 from llmkb.io import read_json, write_json
 
 # Pipeline order. Each module calls register() at import time.
-STAGE_MODULES = ["llmkb.data.stage", "llmkb.tokenizer.stage", "llmkb.pretrain.stage", "llmkb.sft.stage", "llmkb.rl.stage"]
+STAGE_MODULES = ["llmkb.data.stage", "llmkb.tokenizer.stage", "llmkb.pretrain.stage", "llmkb.sft.stage", "llmkb.rl.stage",
+                 "llmkb.psychology.stage"]
 
 #: Profiles every config understands: "quick" for tests and CI, "default" for the main job (sized
 #: for a 2-core CPU), "gpu" for one large GPU (stages without a GPU setting use their default).

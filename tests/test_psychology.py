@@ -1,0 +1,63 @@
+"""Hallucination experiments: reply kinds, interrogation, refusal data, and the stage on the quick profile."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from llmkb.io import read_json, read_jsonl
+from llmkb.psychology.config import PsychologyConfig
+from llmkb.psychology.hallucination import REFUSALS, classify, people, questions, rates, refusals
+
+PERSON = {"name": "Ka Lo", "frequency": "never", "facts": {"born": 1801, "city": "Vemora", "occupation": "astronomer",
+                                                           "relation": "rival", "related_to": "Zu Ba"}}  # fmt: skip
+
+
+def test_every_refusal_is_classified_as_one_and_names_the_person():
+    records = questions([PERSON], per_person=4)
+    assert len(records) == 4 and {r["meta"]["fact"] for r in records} == {"born", "city", "occupation", "relation"}
+    for record in refusals(records):
+        reply = record["messages"][-1]["content"]
+        assert "Ka Lo" in reply and classify(record, reply) == "refused" and record["type"] == "refusal"
+    for template in REFUSALS:
+        assert classify(records[0], template.format(name="Ka Lo")) == "refused"
+    # A confident answer with the wrong value is made up; the reference answer is right.
+    assert classify(records[0], records[0]["messages"][-1]["content"]) == "right"
+    assert classify(records[0], "Ka Lo was a baker born in Qqq in 1999, the rival of Mu Mu.") == "made_up"
+    assert rates([]) == {"right": 0.0, "refused": 0.0, "made_up": 0.0}
+
+
+def test_people_needs_every_frequency_and_settings_are_checked():
+    with pytest.raises(ValueError, match="people of every frequency"):
+        people({"entities": [PERSON]})
+    with pytest.raises(ValueError, match="min_right"):
+        PsychologyConfig(samples=2, min_right=3).check()
+
+
+@pytest.fixture(scope="module")
+def psych_run(quick_run, tmp_path_factory):
+    from llmkb.stages import RunDir, run_stage
+
+    run = RunDir(tmp_path_factory.mktemp("psych_runs") / "quick")
+    for stage in ("data", "tokenizer"):
+        shutil.copytree(quick_run.root / stage, run.root / stage)
+    metrics = {name: run_stage(name, run, "quick") for name in ("pretrain", "sft", "psychology")}
+    return run, metrics["psychology"]
+
+
+def test_psychology_stage_writes_refusals_a_retrained_model_and_before_after_rates(psych_run):
+    from llmkb.model.hf import load_pretrained
+
+    run, m = psych_run
+    out = run.root / "psychology"
+    report = read_json(out / "hallucination.json")
+    assert set(report["before"]) == set(report["after"]) == set(report["questions"])
+    for table in (report["before"], report["after"]):
+        for shares in table.values():
+            assert set(shares) == {"right", "refused", "made_up"} and abs(sum(shares.values()) - 1) < 1e-3
+    data = list(read_jsonl(out / "refusals" / "data.jsonl"))
+    assert len(data) == m["unknown_questions"] <= m["probe_questions"]
+    assert all(r["type"] == "refusal" and r["meta"]["name"] in r["messages"][-1]["content"] for r in data)
+    assert load_pretrained(out / "refusals" / "model").num_params() > 0
+    assert m["retrain_steps"] > 0
