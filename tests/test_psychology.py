@@ -61,3 +61,18 @@ def test_psychology_stage_writes_refusals_a_retrained_model_and_before_after_rat
     assert all(r["type"] == "refusal" and r["meta"]["name"] in r["messages"][-1]["content"] for r in data)
     assert load_pretrained(out / "refusals" / "model").num_params() > 0
     assert m["retrain_steps"] > 0
+
+
+def test_memory_report_compares_the_question_alone_with_the_passage_pasted(psych_run):
+    run, m = psych_run
+    report = read_json(run.root / "psychology" / "memory.json")
+    assert set(report["from_memory"]) == set(report["with_passage"])
+    assert all(0 <= m[k] <= 1 for k in m if k.endswith("_with_passage_right"))
+
+
+def test_with_passage_states_the_facts_the_question_asks_for():
+    from llmkb.psychology.memory import with_passage
+
+    for record in with_passage(questions([PERSON], per_person=4), [PERSON]):
+        prompt = record["messages"][0]["content"]
+        assert str(record["meta"]["answer"]) in prompt.split("?")[0] and prompt.endswith("?")

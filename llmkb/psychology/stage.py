@@ -7,7 +7,9 @@ In: ``runs/<run>/data/miniweb/manifest.json`` (the invented people), ``pretrain/
   with a refusal; ``refusals/model``: SFT redone from the base model on the SFT data plus those;
 - ``hallucination.json``: for each group of held-out questions (people SFT trained on, people held
   out of SFT, people the web mentions once, people it never mentions), the share of replies that
-  are right, refused or made up, before and after.
+  are right, refused or made up, before and after;
+- ``memory.json``: the SFT model on the same groups with the person's facts pasted before the
+  question (:func:`llmkb.psychology.memory.with_passage`) against the question alone.
 
 The groups used for measuring share no person with the interrogated ones except the SFT-trained
 people, whose questions are drawn with another seed (other facts and phrasings may repeat: those
@@ -24,8 +26,8 @@ from llmkb.psychology.config import PsychologyConfig
 from llmkb.stages import RunDir, Stage, register
 
 
-def groups(config: PsychologyConfig, run_dir: RunDir) -> tuple[list[dict], dict[str, list[dict]]]:
-    """(questions to interrogate the model with, held-out question groups to measure on)."""
+def groups(config: PsychologyConfig, run_dir: RunDir) -> tuple[list[dict], dict[str, list[dict]], list[dict]]:
+    """(questions to interrogate the model with, held-out question groups to measure on, everyone)."""
     from datasets import load_from_disk
 
     from llmkb.psychology.hallucination import people, questions
@@ -44,7 +46,7 @@ def groups(config: PsychologyConfig, run_dir: RunDir) -> tuple[list[dict], dict[
         "once (new names)": questions(everyone["once"][n:], k, other),
         "never (new names)": questions(everyone["never"][n:], k, other),
     }
-    return probe, measure
+    return probe, measure, [e for group in everyone.values() for e in group]
 
 
 def run(config: PsychologyConfig, run_dir: RunDir) -> dict:
@@ -52,7 +54,9 @@ def run(config: PsychologyConfig, run_dir: RunDir) -> dict:
     from llmkb.model.hf import load_pretrained as load_model
     from llmkb.model.hf import save_pretrained
     from llmkb.psychology.hallucination import answer_kinds, interrogate, rates, refusals
+    from llmkb.psychology.memory import with_passage
     from llmkb.sft.config import SFTConfig
+    from llmkb.sft.data import tokenized_length
     from llmkb.sft.train import fine_tune, init_chat_tokens
     from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
 
@@ -60,12 +64,19 @@ def run(config: PsychologyConfig, run_dir: RunDir) -> dict:
     out = run_dir.stage("psychology")
     sft_dir = run_dir.require("sft")
     sft, tokenizer = load_model(sft_dir / "model"), load_tokenizer(sft_dir / "model")
-    probe, measure = groups(config, run_dir)
+    probe, measure, entities = groups(config, run_dir)
+    context = sft.config.context
 
     known = interrogate(sft, tokenizer, probe, config.samples, config.min_right, config.seed)
     refusal_data = refusals([r for r, k in zip(probe, known, strict=True) if not k], config.seed)
     write_jsonl(out / "refusals" / "data.jsonl", refusal_data)
     before = {name: rates(answer_kinds(sft, tokenizer, records)) for name, records in measure.items()}
+    # Conversations longer than the context are left out (the quick profile's 64 tokens fit few passages).
+    pasted = {name: [r for r in with_passage(records, entities, config.seed) if tokenized_length(tokenizer, r) <= context]
+              for name, records in measure.items()}  # fmt: skip
+    in_context = {name: rates(answer_kinds(sft, tokenizer, records)) for name, records in pasted.items()}
+    write_json(out / "memory.json", {"from_memory": before, "with_passage": in_context,
+                                     "questions_with_passage": {k: len(v) for k, v in pasted.items()}})  # fmt: skip
 
     # SFT again, from the same base model with the same settings, on the SFT data plus the refusals.
     from datasets import load_from_disk
@@ -88,6 +99,7 @@ def run(config: PsychologyConfig, run_dir: RunDir) -> dict:
 
     metrics = {"probe_questions": len(probe), "unknown_questions": len(refusal_data), "retrain_steps": summary["steps"]}
     for name in measure:
+        metrics[f"{short(name)}_with_passage_right"] = in_context[name]["right"]
         for when, table in (("before", before), ("after", after)):
             metrics[f"{short(name)}_{when}_right"] = table[name]["right"]
             metrics[f"{short(name)}_{when}_refused"] = table[name]["refused"]

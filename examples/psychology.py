@@ -1,0 +1,175 @@
+"""LLM psychology: hallucinations and refusals, recollection vs working memory, self, thinking, spelling.
+
+Run it: ``llmkb examples run psychology --profile quick`` (or ``python examples/psychology.py``).
+The psychology page includes its sections; the docs build saves its tables.
+"""
+
+# %% [markdown]
+# # What the chat model knows, and what it only sounds like it knows
+# The psychology stage asks the SFT model questions about invented people the mini-web mentions
+# often, once or never; finds the questions it cannot answer by sampling it several times; trains
+# SFT again with "I don't know" for those; and measures both models on people neither training
+# run saw. It also asks the SFT model the same questions with the facts pasted into the prompt.
+# The last sections gather the other stages' measurements of the model's limits.
+
+# %%
+# --8<-- [start:load]
+import dataclasses
+from collections import Counter
+
+from llmkb.examples import context
+from llmkb.io import read_json, read_jsonl
+from llmkb.psychology.config import PsychologyConfig
+from llmkb.psychology.hallucination import people
+from llmkb.psychology.stage import groups
+
+ctx = context("psychology")
+psy_dir = ctx.ensure("psychology")  # runs data -> tokenizer -> pretrain -> sft -> psychology if this run lacks them
+metrics = ctx.run.metrics("psychology")
+saved = read_json(psy_dir / "config.json")
+config = PsychologyConfig(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(PsychologyConfig)}})
+everyone = people(ctx.run.require("data") / "miniweb" / "manifest.json")
+probe, measure, entities = groups(config, ctx.run)  # the same questions the stage asked
+for frequency, group in everyone.items():
+    print(f"{frequency:>8}: {len(group)} people, e.g. {group[0]['name']} (pages about them: {len(group[0].get('pages', []))})")
+print()
+for name, records in measure.items():
+    print(f"held-out group {name!r}: {len(records)} questions")
+# --8<-- [end:load]
+quick = ctx.profile == "quick"  # tiny models trained for seconds: the mechanics run, the numbers mean little
+assert [len(v) for v in measure.values()] == list(read_json(psy_dir / "hallucination.json")["questions"].values())
+
+# %%
+# --8<-- [start:made-up]
+from llmkb.model.hf import load_pretrained as load_model
+from llmkb.sft.evaluate import prompt_of, respond
+from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
+
+sft_dir = ctx.run.require("sft")
+sft, tokenizer = load_model(sft_dir / "model"), load_tokenizer(sft_dir / "model")
+never = measure["never (new names)"][:5]  # people no page of the mini-web mentions
+replies = respond(sft, tokenizer, [prompt_of(r) for r in never], max_new_tokens=48)  # greedy
+for record, (text, _) in zip(never, replies):
+    print(f"Q: {record['messages'][0]['content']}\nA: {text}\n")
+# --8<-- [end:made-up]
+assert len(replies) == len(never)
+
+# %%
+# --8<-- [start:before]
+hallucination = read_json(psy_dir / "hallucination.json")
+table = "| people asked about | questions | right | refused | made up |\n|---|---:|---:|---:|---:|\n"
+for name, row in hallucination["before"].items():
+    table += (f"| {name} | {hallucination['questions'][name]} | {row['right']:.0%} | {row['refused']:.0%} | "
+              f"{row['made_up']:.0%} |\n")
+ctx.save_text("before.md", table)
+print(table)
+# --8<-- [end:before]
+if not quick:
+    assert hallucination["before"]["never (new names)"]["made_up"] > 0.9  # it invents, it never declines
+
+# %%
+# --8<-- [start:interrogate]
+refusal_data = list(read_jsonl(psy_dir / "refusals" / "data.jsonl"))
+frequency_of = {e["name"]: f for f, group in everyone.items() for e in group}
+print(f"interrogation: {metrics['probe_questions']} questions, {config.samples} sampled replies each; "
+      f"known if at least {config.min_right} is right")
+print(f"not known: {metrics['unknown_questions']} questions, which become refusal conversations")
+probed = Counter(frequency_of[r["meta"]["name"]] for r in probe)
+unknown = Counter(frequency_of[r["meta"]["name"]] for r in refusal_data)
+for frequency in ("frequent", "once", "never"):
+    print(f"  people mentioned {frequency:>8}: {unknown[frequency]:>3} of {probed[frequency]:>3} questions not known")
+print()
+for record in refusal_data[:3]:
+    for message in record["messages"]:
+        print(f"{message['role']:>9}: {message['content']}")
+# --8<-- [end:interrogate]
+assert metrics["unknown_questions"] == len(refusal_data) <= metrics["probe_questions"] == len(probe)
+assert all(r["type"] == "refusal" and r["meta"]["name"] in r["messages"][1]["content"] for r in refusal_data)
+
+# %%
+# --8<-- [start:after]
+table = ("| people asked about | right: before | right: after | refused: before | refused: after | "
+         "made up: before | made up: after |\n|---|---:|---:|---:|---:|---:|---:|\n")
+for name, before in hallucination["before"].items():
+    after = hallucination["after"][name]
+    table += (f"| {name} | {before['right']:.0%} | {after['right']:.0%} | {before['refused']:.0%} | "
+              f"{after['refused']:.0%} | {before['made_up']:.0%} | {after['made_up']:.0%} |\n")
+ctx.save_text("before_after.md", table)
+print(table)
+print(f"SFT redone from the base model on the SFT data + {len(refusal_data)} refusals: {metrics['retrain_steps']} steps")
+# --8<-- [end:after]
+if not quick:
+    for name in ("once (new names)", "never (new names)"):
+        assert hallucination["after"][name]["refused"] > 0.5 > hallucination["before"][name]["refused"]
+
+# %%
+# --8<-- [start:after-replies]
+retrained = load_model(psy_dir / "refusals" / "model")
+after_replies = respond(retrained, tokenizer, [prompt_of(r) for r in never], max_new_tokens=48)
+for record, (before_text, _), (after_text, _) in zip(never, replies, after_replies):
+    print(f"Q: {record['messages'][0]['content']}\n  before: {before_text}\n  after:  {after_text}")
+# --8<-- [end:after-replies]
+assert len(after_replies) == len(never)
+
+# %%
+# --8<-- [start:memory]
+memory = read_json(psy_dir / "memory.json")
+table = ("| people asked about | right from memory | questions with the passage | right with the passage |\n"
+         "|---|---:|---:|---:|\n")
+for name, row in memory["from_memory"].items():
+    table += (f"| {name} | {row['right']:.0%} | {memory['questions_with_passage'][name]} | "
+              f"{memory['with_passage'][name]['right']:.0%} |\n")
+ctx.save_text("memory.md", table)
+print(table)
+# --8<-- [end:memory]
+assert set(memory["with_passage"]) == set(memory["from_memory"]) == set(measure)
+
+# %%
+# --8<-- [start:passage]
+from llmkb.psychology.hallucination import classify
+from llmkb.psychology.memory import with_passage
+from llmkb.sft.data import tokenized_length
+
+pasted = [r for r in with_passage(never, entities, config.seed) if tokenized_length(tokenizer, r) <= sft.config.context]
+for record in pasted[:2]:  # the quick profile's 64-token context may fit none
+    (text, _), = respond(sft, tokenizer, [prompt_of(record)], max_new_tokens=48)
+    print(f"user:      {record['messages'][0]['content']}\nassistant: {text}")
+    print(f"reference: {record['messages'][1]['content']} -> the reply is {classify(record, text)}\n")
+# --8<-- [end:passage]
+assert all(r["meta"]["name"] in r["messages"][0]["content"] for r in pasted)
+
+# %%
+# --8<-- [start:self]
+sft_metrics = ctx.run.metrics("sft")
+phrasings = read_json(sft_dir / "identity.json")["sft"]["questions"]  # how many phrasings were asked
+print(f"'Who are you?' in {phrasings} new phrasings, no system message: the base model says 'Pebble' "
+      f"{sft_metrics['identity_base']:.0%} of the time, the SFT model {sft_metrics['identity_sft']:.0%}")
+print(f"told a new name in a system message, the SFT model uses it {sft_metrics['identity_new_system_name']:.0%} of the time")
+# --8<-- [end:self]
+assert sft_metrics["identity_base"] == 0
+if not quick:
+    assert sft_metrics["identity_sft"] >= 0.75
+
+# %%
+# --8<-- [start:think]
+grpo = read_json(ctx.ensure("grpo") / "metrics.json")
+print(f"two-digit sums, {grpo['test_sums']} held out, same model size, data and steps:")
+print(f"  answer after writing out every column: {grpo['steps_accuracy']:.0%} right")
+print(f"  answer as the first tokens:            {grpo['direct_accuracy']:.0%} right")
+# --8<-- [end:think]
+if not quick:
+    assert grpo["steps_accuracy"] > 0.8 > 0.3 > grpo["direct_accuracy"]
+
+# %%
+# --8<-- [start:spelling]
+from llmkb.tokenizer.viz import letters_per_piece, token_pieces
+
+web_tokenizer = load_tokenizer(ctx.run.require("tokenizer"))  # the tokenizer every model of this run reads with
+words = ["strawberry", "raspberry"] + [everyone[f][0]["name"].split()[0] for f in ("frequent", "once", "never")]
+for word in words:
+    letter = Counter(word.lower()).most_common(1)[0][0]  # the word's most frequent letter ("r" in strawberry)
+    pieces = [p.text for p in token_pieces(web_tokenizer, word) if p.ids]
+    counts = letters_per_piece(pieces, letter)
+    print(f"{word!r}: {len(pieces)} tokens {pieces}; {word.lower().count(letter)} x {letter!r}, per token {counts}")
+# --8<-- [end:spelling]
+assert all("".join(p.text for p in token_pieces(web_tokenizer, w)) == w for w in words)
