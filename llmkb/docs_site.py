@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 import sys
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -65,10 +66,22 @@ def generate_outputs(
 
 
 def write_report_card(run: RunDir, path: Path) -> Path:
-    """The run's report card as Markdown for the home page (from each finished stage's metrics)."""
-    from llmkb.pipeline import collect_card, report_markdown
+    """The run's report card as Markdown for the home page (from each finished stage's metrics), with its plots.
 
-    return write_text(path, report_markdown(collect_card(run)))
+    The plots are copied next to ``path`` (``report_card/<stage>_<file>``), so the page links files the
+    site build can see.
+    """
+    from llmkb.pipeline import CARD_PLOTS, collect_card, report_markdown
+
+    plots = {}
+    for stage, filename, caption in CARD_PLOTS:
+        source = run.root / stage / filename
+        if source.exists():
+            target = path.parent / "report_card" / f"{stage}_{filename}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            plots[f"generated/report_card/{target.name}"] = caption
+    return write_text(path, report_markdown(collect_card(run), plots))
 
 
 def build(

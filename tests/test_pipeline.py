@@ -60,6 +60,17 @@ def test_pipeline_command_writes_the_report_card(tmp_path, capsys):
     assert list(card["stages"]) == [s.name for s in stages()]
     assert card["stages"]["tokenizer"]["hf_ids_equal"] is True
     assert "report card" in capsys.readouterr().out
+    # The home page's version: one row per stage with its key numbers, and the plots copied beside it.
+    from llmkb.docs_site import write_report_card
+    from llmkb.pipeline import CARD_PLOTS
+
+    page = write_report_card(RunDir(tmp_path / "quick"), tmp_path / "docs" / "report_card.md").read_text()
+    for stage in stages():
+        assert f"| {stage.name} | " in page
+    assert "held-out perplexity" in page and "labeler judgements" in page
+    for stage, filename, _ in CARD_PLOTS:
+        assert (tmp_path / "docs" / "report_card" / f"{stage}_{filename}").stat().st_size > 0
+        assert f"(generated/report_card/{stage}_{filename})" in page
 
 
 def test_tokenizer_command_on_text_files(tmp_path, capsys):
