@@ -14,7 +14,8 @@ The DPO page includes its sections; the docs build saves its plot and table.
 # --8<-- [start:load]
 from llmkb.examples import context
 from llmkb.io import read_json, read_jsonl
-from llmkb.rl.stage import load_pairs, sft_model
+from llmkb.rl.stage import load_pairs
+from llmkb.sft.stage import sft_model
 
 ctx = context("dpo")
 dpo_dir = ctx.ensure("dpo")  # runs sft -> reward -> dpo if this run lacks them

@@ -14,22 +14,20 @@ The psychology page includes its sections; the docs build saves its tables.
 
 # %%
 # --8<-- [start:load]
-import dataclasses
 from collections import Counter
 
 from llmkb.examples import context
 from llmkb.io import read_json, read_jsonl
-from llmkb.psychology.config import PsychologyConfig
 from llmkb.psychology.hallucination import people
 from llmkb.psychology.stage import groups
+from llmkb.sft.stage import conversations
 
 ctx = context("psychology")
 psy_dir = ctx.ensure("psychology")  # runs data -> tokenizer -> pretrain -> sft -> psychology if this run lacks them
 metrics = ctx.run.metrics("psychology")
-saved = read_json(psy_dir / "config.json")
-config = PsychologyConfig(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(PsychologyConfig)}})
+config = ctx.run.config("psychology")
 everyone = people(ctx.run.require("data") / "miniweb" / "manifest.json")
-probe, measure, entities = groups(config, ctx.run)  # the same questions the stage asked
+probe, measure, entities = groups(config, ctx.run, conversations(ctx.run))  # the same questions the stage asked
 for frequency, group in everyone.items():
     print(f"{frequency:>8}: {len(group)} people, e.g. {group[0]['name']} (pages about them: {len(group[0].get('pages', []))})")
 print()

@@ -17,15 +17,13 @@ The RL-for-reasoning page includes its sections; the docs build saves its tables
 import dataclasses
 
 from llmkb.examples import context
-from llmkb.io import read_json, read_jsonl
-from llmkb.rl.config import SumsConfig
+from llmkb.io import read_jsonl
 from llmkb.rl.stage import sums
 
 ctx = context("rl_reasoning")
 grpo_dir = ctx.ensure("grpo")  # runs data -> tokenizer -> pretrain -> sft -> grpo if this run lacks them
 metrics = ctx.run.metrics("grpo")
-saved = read_json(grpo_dir / "config.json")
-config = SumsConfig(**{f.name: saved[f.name] for f in dataclasses.fields(SumsConfig) if f.name in saved})
+config = ctx.run.config("grpo")
 train, test = sums(config)  # the stage's sums, rebuilt from its seed: no held-out sum is in training
 print(f"{len(train):,} training sums, {len(test)} held-out sums, for example {test[0]['messages'][0]['content']!r}")
 print(f"sums models: {config.n_layer} layers of width {config.d_model}, trained {config.sft_steps} steps "

@@ -142,7 +142,8 @@ if not quick:
 # --8<-- [start:win-rates]
 from llmkb.model.hf import load_pretrained as load_model
 from llmkb.rl.preferences import win_rate
-from llmkb.rl.stage import questions, sft_model
+from llmkb.rl.stage import questions
+from llmkb.sft.stage import sft_model
 
 sft, tokenizer = sft_model(ctx.run)
 held_out = questions(ctx.run)[1]

@@ -105,6 +105,12 @@ class RunDir:
     def metrics(self, name: str) -> dict:
         return read_json(self.require(name) / "metrics.json")
 
+    def config(self, name: str) -> Any:
+        """The settings a finished stage ran with, as its config dataclass (``config.json`` less the profile)."""
+        saved = read_json(self.require(name) / "config.json")
+        fields = {f.name for f in dataclasses.fields(get_stage(name).config_cls)}
+        return get_stage(name).config_cls(**{k: v for k, v in saved.items() if k in fields})
+
 
 def run_stage(name: str, run: RunDir, profile: str = "default", **overrides) -> dict:
     """Run one stage into ``run``: save its config, call it, save its metrics (with wall time)."""

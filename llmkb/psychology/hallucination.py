@@ -76,14 +76,10 @@ def classify(record: dict, reply: str) -> str:
 def answer_kinds(model, tokenizer, records: list[dict], samples: int = 0, temperature: float = 1.0, seed: int = 0,
                  max_new_tokens: int = 48) -> list[list[str]]:  # fmt: skip
     """For each record, the kinds of the model's replies: one greedy reply, or ``samples`` sampled ones."""
-    from llmkb.sft.evaluate import prompt_of, respond
+    from llmkb.sft.evaluate import prompt_of, replies_per_prompt
 
-    copies = max(samples, 1)
-    prompts = [prompt_of(r) for r in records for _ in range(copies)]
-    replies = respond(model, tokenizer, prompts, max_new_tokens, temperature=temperature if samples else 0.0,
-                      seed=seed if samples else None)  # fmt: skip
-    kinds = [classify(records[i // copies], text) for i, (text, _) in enumerate(replies)]
-    return [kinds[i : i + copies] for i in range(0, len(kinds), copies)]
+    replies = replies_per_prompt(model, tokenizer, [prompt_of(r) for r in records], samples, temperature, seed, max_new_tokens)
+    return [[classify(record, text) for text in texts] for record, texts in zip(records, replies, strict=True)]
 
 
 def rates(kinds: list[list[str]]) -> dict[str, float]:

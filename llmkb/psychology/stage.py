@@ -18,7 +18,7 @@ people are the ones the model is supposed to know).
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import random
 
 from llmkb.io import write_json, write_jsonl
@@ -26,15 +26,16 @@ from llmkb.psychology.config import PsychologyConfig
 from llmkb.stages import RunDir, Stage, register
 
 
-def groups(config: PsychologyConfig, run_dir: RunDir) -> tuple[list[dict], dict[str, list[dict]], list[dict]]:
-    """(questions to interrogate the model with, held-out question groups to measure on, everyone)."""
-    from datasets import load_from_disk
+def groups(config: PsychologyConfig, run_dir: RunDir,
+           sft_train: list[dict]) -> tuple[list[dict], dict[str, list[dict]], list[dict]]:  # fmt: skip
+    """(questions to interrogate the model with, held-out question groups to measure on, everyone).
 
+    ``sft_train``: the SFT train conversations (:func:`llmkb.sft.stage.conversations`), which say whom SFT trained on.
+    """
     from llmkb.psychology.hallucination import people, questions
 
     everyone = people(run_dir.require("data") / "miniweb" / "manifest.json")
-    data = load_from_disk(str(run_dir.require("sft") / "data"))
-    trained_names = {json.loads(r["meta"])["name"] for r in data["train"] if r["type"] == "instruction"}
+    trained_names = {r["meta"]["name"] for r in sft_train if r["type"] == "instruction"}
     trained = [e for e in everyone["frequent"] if e["name"] in trained_names]
     held_out = [e for e in everyone["frequent"] if e["name"] not in trained_names]
     n, per, seed = config.probe_people, config.questions_per_person, config.seed
@@ -50,21 +51,19 @@ def groups(config: PsychologyConfig, run_dir: RunDir) -> tuple[list[dict], dict[
 
 
 def run(config: PsychologyConfig, run_dir: RunDir) -> dict:
-    from llmkb.io import read_json
     from llmkb.model.hf import load_pretrained as load_model
     from llmkb.model.hf import save_pretrained
     from llmkb.psychology.hallucination import answer_kinds, interrogate, rates, refusals
     from llmkb.psychology.memory import with_passage
-    from llmkb.sft.config import SFTConfig
     from llmkb.sft.data import tokenized_length
+    from llmkb.sft.stage import conversations, sft_model
     from llmkb.sft.train import fine_tune, init_chat_tokens
-    from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
 
     config.check()
     out = run_dir.stage("psychology")
-    sft_dir = run_dir.require("sft")
-    sft, tokenizer = load_model(sft_dir / "model"), load_tokenizer(sft_dir / "model")
-    probe, measure, entities = groups(config, run_dir)
+    sft, tokenizer = sft_model(run_dir)
+    sft_train = conversations(run_dir)
+    probe, measure, entities = groups(config, run_dir, sft_train)
     context = sft.config.context
 
     known = interrogate(sft, tokenizer, probe, config.samples, config.min_right, config.seed)
@@ -79,13 +78,9 @@ def run(config: PsychologyConfig, run_dir: RunDir) -> dict:
                                      "questions_with_passage": {k: len(v) for k, v in pasted.items()}})  # fmt: skip
 
     # SFT again, from the same base model with the same settings, on the SFT data plus the refusals.
-    from datasets import load_from_disk
-
-    data = load_from_disk(str(sft_dir / "data"))
-    train = [dict(r, meta=json.loads(r["meta"])) for r in data["train"]] + refusal_data
+    train = sft_train + refusal_data
     random.Random(f"psychology:mix:{config.seed}").shuffle(train)
-    settings = {k: v for k, v in read_json(sft_dir / "config.json").items() if k in SFTConfig.__dataclass_fields__}
-    sft_config = SFTConfig(**{**settings, "device": config.device, "progress": config.progress})
+    sft_config = dataclasses.replace(run_dir.config("sft"), device=config.device, progress=config.progress)
     base = load_model(run_dir.require("pretrain") / "model")
     if sft_config.init_special == "mean":
         init_chat_tokens(base, tokenizer)

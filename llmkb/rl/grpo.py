@@ -266,13 +266,12 @@ def accuracy(model, tokenizer, records: list[dict], max_new_tokens: int = 96, sa
     ``samples=0``: one greedy reply per sum. Otherwise ``samples`` replies per sum drawn at
     ``temperature`` (what RL trains on: a model can be right greedily and still often wrong when sampled).
     """
-    from llmkb.sft.evaluate import respond
+    from llmkb.sft.evaluate import replies_per_prompt
 
     rows = as_prompts(records)
-    copies = max(samples, 1)
-    replies = respond(model, tokenizer, [r["prompt"] for r in rows for _ in range(copies)], max_new_tokens,
-                      temperature=temperature if samples else 0.0, seed=seed if samples else None)  # fmt: skip
-    rewards = correctness_reward([text for text, _ in replies], [r["answer"] for r in rows for _ in range(copies)])
+    replies = replies_per_prompt(model, tokenizer, [r["prompt"] for r in rows], samples, temperature, seed, max_new_tokens)
+    answers = [r["answer"] for r, texts in zip(rows, replies, strict=True) for _ in texts]
+    rewards = correctness_reward([t for texts in replies for t in texts], answers)
     return sum(rewards) / max(len(rewards), 1)
 
 

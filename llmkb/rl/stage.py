@@ -20,12 +20,12 @@ of held-out sums answered right: a rule checks it, no labeler is needed.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 from llmkb.io import write_jsonl
 from llmkb.rl.config import DPOConfig, PPOConfig, RewardConfig, SumsConfig
+from llmkb.sft.stage import conversations, sft_model
 from llmkb.stages import RunDir, Stage, register
 
 def questions(run_dir: RunDir) -> tuple[list[dict], list[dict]]:
@@ -36,28 +36,16 @@ def questions(run_dir: RunDir) -> tuple[list[dict], list[dict]]:
     ``test_prompts`` for the reward model's held-out pairs and every win rate. (The SFT test split's
     people would measure nothing here: the SFT model cannot recall their facts at all.)
     """
-    from datasets import load_from_disk
-
     from llmkb.io import read_json
 
-    folder = run_dir.require("sft") / "data"
-    data = load_from_disk(str(folder))
-    records = [dict(r, meta=json.loads(r["meta"])) for r in data["train"] if r["type"] == "instruction"]
+    records = [r for r in conversations(run_dir) if r["type"] == "instruction"]
     random.Random("rl:questions").shuffle(records)
     split = read_json(run_dir.root / "reward" / "config.json") if (run_dir.root / "reward" / "config.json").exists() else {}
     n, n_test = split.get("prompts", RewardConfig.prompts), split.get("test_prompts", RewardConfig.test_prompts)
     if len(records) < n + n_test:
-        raise ValueError(f"{folder}: {len(records)} instruction conversations; the reward stage's prompts + test_prompts "
-                         f"= {n + n_test} are needed")  # fmt: skip
+        raise ValueError(f"{run_dir.root / 'sft' / 'data'}: {len(records)} instruction conversations; the reward stage's "
+                         f"prompts + test_prompts = {n + n_test} are needed")  # fmt: skip
     return records[:n], records[n : n + n_test]
-
-
-def sft_model(run_dir: RunDir):
-    from llmkb.model.hf import load_pretrained as load_model
-    from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
-
-    folder = run_dir.require("sft") / "model"
-    return load_model(folder), load_tokenizer(folder)
 
 
 def save_pairs(pairs: dict[str, list[dict]], out: Path) -> Path:
@@ -189,9 +177,10 @@ def run_grpo(config: SumsConfig, run_dir: RunDir) -> dict:
     from llmkb.rl.grpo import accuracy, direct_answers, sums_model, train_grpo_trl
     from llmkb.sft.config import SFTConfig
     from llmkb.sft.train import fine_tune
+    from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
 
     out = run_dir.stage("grpo")
-    _, tokenizer = sft_model(run_dir)  # the run's tokenizer with its ChatML tokens and template
+    tokenizer = load_tokenizer(run_dir.require("sft") / "model")  # the run's tokenizer with its ChatML tokens and template
     train, test = sums(config)
     sft = SFTConfig(max_steps=config.sft_steps, batch_size=config.sft_batch_size, lr=config.sft_lr, eval_every=config.sft_steps,
                     seed=config.seed, device=config.device, progress=config.progress)  # fmt: skip

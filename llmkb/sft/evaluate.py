@@ -60,6 +60,20 @@ def respond(model, tokenizer, conversations: list[list[dict]], max_new_tokens: i
     return [(r["text"], r["ended"]) for r in replies]
 
 
+def replies_per_prompt(model, tokenizer, conversations: list[list[dict]], samples: int = 0, temperature: float = 1.0,
+                       seed: int = 0, max_new_tokens: int = 96) -> list[list[str]]:  # fmt: skip
+    """Each conversation's reply texts: one greedy reply (``samples=0``) or ``samples`` drawn at ``temperature``.
+
+    Sampling several replies per question shows what greedy decoding hides: a model can give the
+    right answer greedily and still often give a wrong one when sampled (what RL and interrogation look at).
+    """
+    copies = max(samples, 1)
+    replies = respond(model, tokenizer, [c for c in conversations for _ in range(copies)], max_new_tokens,
+                      temperature=temperature if samples else 0.0, seed=seed if samples else None)  # fmt: skip
+    texts = [text for text, _ in replies]
+    return [texts[i : i + copies] for i in range(0, len(texts), copies)]
+
+
 def prompt_of(record: dict) -> list[dict]:
     """The record's messages before its last assistant message (what the model is asked)."""
     messages = record["messages"]

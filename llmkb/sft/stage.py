@@ -27,6 +27,25 @@ from llmkb.stages import RunDir, Stage, register
 EVAL_TRAIN_SAMPLE = 300  # train conversations scored too: what SFT memorised vs what it generalises
 
 
+def sft_model(run_dir: RunDir):
+    """The run's SFT model and its tokenizer (with the ChatML template), as the sft stage saved them."""
+    from llmkb.model.hf import load_pretrained as load_model
+    from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
+
+    folder = run_dir.require("sft") / "model"
+    return load_model(folder), load_tokenizer(folder)
+
+
+def conversations(run_dir: RunDir, split: str = "train") -> list[dict]:
+    """The run's SFT conversations of ``split`` as records, ``meta`` decoded back into a dict."""
+    import json
+
+    from datasets import load_from_disk
+
+    data = load_from_disk(str(run_dir.require("sft") / "data"))
+    return [dict(r, meta=json.loads(r["meta"])) for r in data[split]]
+
+
 def build_data(config: SFTConfig, manifest: Path, tokenizer, context: int) -> tuple[dict[str, list[dict]], dict]:
     """The train and test records (the five types + identity), with too-long ones skipped and counted."""
     from llmkb.sft.data import build_splits, check_length
