@@ -152,11 +152,31 @@ if not quick:
 # --8<-- [start:think]
 grpo = read_json(ctx.ensure("grpo") / "metrics.json")
 print(f"two-digit sums, {grpo['test_sums']} held out, same model size, data and steps:")
-print(f"  answer after writing out every column: {grpo['steps_accuracy']:.0%} right")
-print(f"  answer as the first tokens:            {grpo['direct_accuracy']:.0%} right")
+print(f"  answer after writing out every column:        {grpo['steps_accuracy']:.0%} right")
+print(f"  answer as the first tokens:                   {grpo['direct_accuracy']:.0%} right")
+print(f"  call the calculator, then copy out its result: {grpo['calc_accuracy']:.0%} right "
+      f"(it called the tool on {grpo['calc_called']:.0%} of the sums)")
 # --8<-- [end:think]
 if not quick:
     assert grpo["steps_accuracy"] > 0.8 > 0.3 > grpo["direct_accuracy"]
+    assert grpo["calc_accuracy"] > 0.9 and grpo["calc_called"] > 0.9
+
+# %%
+# --8<-- [start:calculator]
+from llmkb.rl.stage import sums
+from llmkb.sft.tools import answer_with_tools, calculator, call
+
+calc_dir = ctx.run.require("grpo") / "calc" / "model"  # the small model trained on calculator conversations
+calc_model, calc_tokenizer = load_model(calc_dir).eval(), load_tokenizer(calc_dir)
+held_out = sums(ctx.run.config("grpo"))[1][0]  # a sum none of the three models trained on
+question = held_out["messages"][:1]
+(reply,) = answer_with_tools(calc_model, calc_tokenizer, [question], {"calc": calculator})
+print(f"user:      {question[0]['content']}")
+for c in reply["calls"]:  # what the model wrote, then what the runtime put into the context
+    print(f"assistant: {call(c['tool'], c['query'])}\ntool:      {c['result']}")
+print(f"assistant: {reply['text']}")
+# --8<-- [end:calculator]
+assert all(c["tool"] == "calc" for c in reply["calls"])
 
 # %%
 # --8<-- [start:spelling]

@@ -69,6 +69,7 @@ KEY_NUMBERS = {
             ("no_kl_win_rate_vs_sft", "{:.2f} without it"), ("no_kl_kl_end", "(KL {:.1f}: reward hacking)")],
     "dpo": [("eval_win_rate", "win rate vs SFT {:.2f}"), ("eval_tie", "ties {:.0%}")],
     "grpo": [("steps_accuracy", "sums right with worked steps {:.0%}"), ("direct_accuracy", "direct answers {:.0%}"),
+             ("calc_accuracy", "with a calculator tool {:.0%}"),
              ("before_sampled_accuracy", "sampled {:.0%}"), ("after_sampled_accuracy", "-> {:.0%} after GRPO")],
     "psychology": [("never_before_made_up", "made-up answers about unknown people {:.0%}"),
                    ("never_after_refused", "refused after training refusals {:.0%}"),

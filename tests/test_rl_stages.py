@@ -62,7 +62,7 @@ def test_dpo_stage(rl_run):
     assert (run.root / "dpo" / "model" / "model.safetensors").is_file()
 
 
-def test_grpo_stage_trains_both_sums_models_and_runs_grpo_through_trl(rl_run):
+def test_grpo_stage_trains_three_sums_models_and_runs_grpo_through_trl(rl_run):
     from transformers import AutoTokenizer
 
     from llmkb.model.hf import load_pretrained
@@ -71,13 +71,18 @@ def test_grpo_stage_trains_both_sums_models_and_runs_grpo_through_trl(rl_run):
     m = metrics["grpo"]
     out = run.root / "grpo"
     assert m["grpo_steps"] == 2 and m["train_sums"] == 64 and m["test_sums"] == 8
-    for key in ("steps_accuracy", "direct_accuracy", "before_sampled_accuracy", "after_accuracy", "after_sampled_accuracy"):
+    for key in ("steps_accuracy", "direct_accuracy", "calc_accuracy", "calc_called", "before_sampled_accuracy", "after_accuracy",
+                "after_sampled_accuracy"):
         assert 0 <= m[key] <= 1, key
     styles = {r["style"] for r in read_jsonl(out / "sft_log.jsonl")}
-    assert styles == {"steps", "direct"}
+    assert styles == {"steps", "direct", "calc"}
     log = list(read_jsonl(out / "log.jsonl"))
     assert [r["step"] for r in log] == [1, 2] and all({"correctness", "formatting"} <= set(r) for r in log)
-    for folder in ("steps/model", "direct/model", "model"):  # HF folders with the ChatML template
+    for folder in ("steps/model", "direct/model", "calc/model", "model"):  # HF folders with the ChatML template
         assert load_pretrained(out / folder).config.n_layer == 2
         assert "<|im_start|>" in AutoTokenizer.from_pretrained(str(out / folder)).chat_template
+    # The calculator's model has the tool's two tokens, and its vocabulary grew by them; the others do not.
+    calc, steps = (AutoTokenizer.from_pretrained(str(out / f"{s}/model")) for s in ("calc", "steps"))
+    assert calc.convert_tokens_to_ids("<|calc_start|>") == len(steps) and len(calc) == len(steps) + 2
+    assert load_pretrained(out / "calc/model").config.vocab_size == len(calc)
     assert (out / "grpo.png").stat().st_size > 0

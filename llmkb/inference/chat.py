@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from llmkb.inference.generate import GenerationConfig, backend_for, generate, stream as stream_text
 from llmkb.pretrain.probes import encode
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")  # tool: a tool's result (llmkb.psychology.tools)
 TURN_START = "<|im_start|>"  # a model that begins a new turn by itself has finished its own
 
 
@@ -53,7 +53,7 @@ class Conversation:
         >>> chat.add("robot", "beep")
         Traceback (most recent call last):
         ...
-        ValueError: message 2 has the unknown role 'robot'; roles are system, user, assistant
+        ValueError: message 2 has the unknown role 'robot'; roles are system, user, assistant, tool
     """
 
     def __init__(self, messages: list[dict] | None = None, system: str | None = None):

@@ -6,7 +6,9 @@ records (:func:`llmkb.sft.data.reasoning`) and :class:`GRPOSettings`.
 Out: :func:`correctness_reward` and :func:`format_reward` (a list of floats per list of replies),
 :func:`group_advantages` (what trl's ``GRPOTrainer`` computes from them), :func:`train_grpo_trl`
 (the trained GPT and a log of rewards per step), :func:`accuracy` (share of right answers, greedy or
-sampled) and :func:`direct_answers` (the same sums answered without the steps).
+sampled), :func:`direct_answers` (the same sums answered without the steps) and
+:func:`calculator_answers` (the same sums handed to a calculator tool, :mod:`llmkb.sft.tools`),
+scored by :func:`tool_accuracy`.
 
 GRPO (Group Relative Policy Optimization, DeepSeekMath; used for DeepSeek-R1) is policy-gradient RL
 without a value network. For each prompt it samples a group of G answers, scores each with the
@@ -291,6 +293,36 @@ def direct_answers(records: list[dict]) -> list[dict]:
         *before, reply = r["messages"]
         out.append({**r, "messages": [*before, {**reply, "content": reply["content"].strip().split("\n")[-1]}]})
     return out
+
+
+def calculator_answers(records: list[dict]) -> list[dict]:
+    """The same sum conversations answered through the calculator: call it, read its result, answer.
+
+    Examples:
+        >>> r = calculator_answers([{"messages": [{"role": "user", "content": "What is 2 + 5?"},
+        ...                                       {"role": "assistant", "content": "Ones: 2 + 5 = 7.\\nAnswer: 7"}],
+        ...                          "meta": {"answer": "7"}}])[0]
+        >>> [m["content"] for m in r["messages"]]
+        ['What is 2 + 5?', '<|calc_start|>2 + 5<|calc_end|>', '7', 'Answer: 7']
+    """
+    from llmkb.sft.tools import calculator, tool_conversation
+
+    out = []
+    for r in records:
+        question = r["messages"][0]["content"]
+        expression = question.removeprefix("What is ").removesuffix("?")
+        out.append(tool_conversation(question, "calc", expression, calculator(expression), f"Answer: {r['meta']['answer']}", r["meta"]))
+    return out
+
+
+def tool_accuracy(model, tokenizer, records: list[dict], max_new_tokens: int = 96) -> dict:
+    """Greedy replies to ``records`` (sums) with the calculator run on every call: share right, share that called it."""
+    from llmkb.sft.tools import answer_with_tools, calculator
+
+    rows = as_prompts(records)
+    out = answer_with_tools(model, tokenizer, [r["prompt"] for r in rows], {"calc": calculator}, max_new_tokens=max_new_tokens)
+    right = correctness_reward([o["text"] for o in out], [r["answer"] for r in rows])
+    return {"accuracy": sum(right) / max(len(right), 1), "called": sum(bool(o["calls"]) for o in out) / max(len(out), 1)}
 
 
 def sums_model(vocab_size: int, n_layer: int = 2, d_model: int = 128, context: int = 96, seed: int = 0) -> GPT:

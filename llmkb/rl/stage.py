@@ -8,8 +8,9 @@ In: ``runs/<run>/sft/`` (the SFT model and its conversations). Out:
 - ``ppo/``: ``model/`` (the policy tuned with the KL penalty), ``log.jsonl`` (every iteration of
   both runs: with the penalty, and without it), ``reward_hacking.png``;
 - ``dpo/``: ``model/`` and ``log.jsonl``;
-- ``grpo/``: two small models trained on sums only, ``steps/model`` (column addition written out)
-  and ``direct/model`` (the bare answer), their ``sft_log.jsonl``; ``model/`` (the steps model after
+- ``grpo/``: three small models trained on sums only, ``steps/model`` (column addition written out),
+  ``direct/model`` (the bare answer) and ``calc/model`` (a call to the calculator tool, then its
+  result: :mod:`llmkb.sft.tools`), their ``sft_log.jsonl``; ``model/`` (the steps model after
   GRPO through trl) and ``log.jsonl`` (trl's rewards per step), ``grpo.png``.
 
 The reward, PPO and DPO stages score their model against the SFT model on held-out questions with
@@ -174,25 +175,34 @@ def run_grpo(config: SumsConfig, run_dir: RunDir) -> dict:
     import time
 
     from llmkb.model.hf import save_pretrained
-    from llmkb.rl.grpo import accuracy, direct_answers, sums_model, train_grpo_trl
+    from llmkb.rl.grpo import accuracy, calculator_answers, direct_answers, sums_model, tool_accuracy, train_grpo_trl
     from llmkb.sft.config import SFTConfig
+    from llmkb.sft.tools import add_tool_tokens
     from llmkb.sft.train import fine_tune
     from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
 
     out = run_dir.stage("grpo")
-    tokenizer = load_tokenizer(run_dir.require("sft") / "model")  # the run's tokenizer with its ChatML tokens and template
     train, test = sums(config)
     sft = SFTConfig(max_steps=config.sft_steps, batch_size=config.sft_batch_size, lr=config.sft_lr, eval_every=config.sft_steps,
                     seed=config.seed, device=config.device, progress=config.progress)  # fmt: skip
+    styles = {"steps": (train, test), "direct": (direct_answers(train), direct_answers(test)),
+              "calc": (calculator_answers(train), calculator_answers(test))}  # fmt: skip
+    tokenizer = load_tokenizer(run_dir.require("sft") / "model")  # the run's tokenizer with its ChatML tokens and template
     models, sft_logs, metrics = {}, [], {}
-    for style, records, held_out in (("steps", train, test), ("direct", direct_answers(train), direct_answers(test))):
-        model = sums_model(len(tokenizer), config.n_layer, config.d_model, config.context, config.seed)
-        model, log, summary = fine_tune(model, tokenizer, records, held_out[:32], sft)
+    for style, (records, held_out) in styles.items():
+        # The calculator's model also needs the tool's two tokens: its own copy of the tokenizer.
+        tok = add_tool_tokens(load_tokenizer(run_dir.require("sft") / "model")) if style == "calc" else tokenizer
+        model = sums_model(len(tok), config.n_layer, config.d_model, config.context, config.seed)
+        model, log, summary = fine_tune(model, tok, records, held_out[:32], sft)
         models[style] = model.eval()
         sft_logs += [{"style": style, **r} for r in log]
-        save_pretrained(model.cpu(), out / style / "model", tokenizer=tokenizer)
-        metrics[f"{style}_accuracy"] = accuracy(model, tokenizer, held_out, config.max_new_tokens)
+        save_pretrained(model.cpu(), out / style / "model", tokenizer=tok)
         metrics[f"{style}_s_per_step"] = summary["s_per_step"]
+        if style == "calc":
+            scored = tool_accuracy(model, tok, test, config.max_new_tokens)
+            metrics["calc_accuracy"], metrics["calc_called"] = scored["accuracy"], scored["called"]
+        else:
+            metrics[f"{style}_accuracy"] = accuracy(model, tok, held_out, config.max_new_tokens)
     write_jsonl(out / "sft_log.jsonl", sft_logs)
 
     before = models["steps"]
@@ -219,5 +229,5 @@ register(Stage(name="ppo", summary="PPO against the reward model, with and witho
                config_cls=PPOConfig, run=run_ppo, needs=("reward",), profiles={"quick": QUICK_PPO}))  # fmt: skip
 register(Stage(name="dpo", summary="DPO on the same preference pairs: no reward model, a frozen reference",
                config_cls=DPOConfig, run=run_dpo, needs=("reward",), profiles={"quick": {"max_steps": 4}}))  # fmt: skip
-register(Stage(name="grpo", summary="small models taught sums with worked steps vs direct answers; GRPO on a rule-based reward",
+register(Stage(name="grpo", summary="small models taught sums with worked steps, direct answers or a calculator; GRPO on a rule-based reward",
                config_cls=SumsConfig, run=run_grpo, needs=("sft",), profiles={"quick": QUICK_SUMS}))  # fmt: skip
