@@ -88,6 +88,31 @@ print("tokens that can still be drawn:", kept)
 assert kept["top-k 5"] == 5 and kept["top-p 0.9"] <= kept["temperature 1 (the model's own)"]
 
 # %%
+# --8<-- [start:explorer-export]
+import json
+
+from llmkb.pretrain.probes import encode
+
+# From sure to unsure: a fact the model learned, a passage it saw often, any of many cities, open prose.
+explorer_prompts = ["Baemmeskbra Faegaenvou was born in", "The guild of", "Records kept in", "He was"]
+vocab_size = model.config.vocab_size
+explorer = {
+    "tokens": [tokenizer.decode([token_id]) for token_id in range(vocab_size)],
+    "prompts": [],
+}
+for text in explorer_prompts:
+    with torch.no_grad():
+        next_logits = model(encode(tokenizer, text))[0][0, -1]  # (vocab,): every token's score, none left out
+    # 3 decimals are far finer than any probability the page shows, and keep the file small
+    explorer["prompts"].append({"prompt": text, "logits": [round(score, 3) for score in next_logits.tolist()]})
+    probs = next_logits.softmax(-1)
+    print(f"{text!r}: most likely {tokenizer.decode([int(probs.argmax())])!r} with p = {float(probs.max()):.3f}")
+saved = ctx.save_text("next-token.json", json.dumps(explorer, ensure_ascii=False, separators=(",", ":")))
+print(f"{saved.name}: {len(explorer_prompts)} prompts x {vocab_size:,} logits, {saved.stat().st_size / 1024:.0f} KiB")
+# --8<-- [end:explorer-export]
+assert all(len(entry["logits"]) == vocab_size == len(tokenizer) for entry in explorer["prompts"])
+
+# %%
 # --8<-- [start:batched]
 from llmkb.inference.generate import left_pad
 

@@ -85,6 +85,16 @@ ctx.save_text("token_view.html", render_html(pieces))
 assert "".join(piece.text for piece in pieces) == view_text
 
 # %%
+# --8<-- [start:playground]
+from llmkb.tokenizer.web import from_web_json, to_web_json
+
+web_json = to_web_json(tok)  # merges by rank, every token's bytes, the split regex, the special tokens
+saved = ctx.save_text("tokenizer.json", web_json)  # the page's playground fetches this file
+print(f"{saved.name}: {len(web_json.encode()):,} bytes for {tok.vocab_size} tokens")
+# --8<-- [end:playground]
+assert from_web_json(web_json).encode(view_text) == tok.encode(view_text)  # the file holds all the encoder needs
+
+# %%
 # --8<-- [start:chat]
 conversation = [
     {"role": "system", "content": "You are a helpful assistant."},

@@ -10,6 +10,7 @@ In: command-line arguments. Out: whatever the subcommand writes (run folders, th
     llmkb chat [--run NAME] [--model DIR] [--system TEXT] [generation options]   (the SFT model once it exists)
     llmkb examples [list] | llmkb examples run NAME [--profile quick]
     llmkb docs build | serve [--profile ...] [--port 8000]
+    llmkb new-page SECTION/SLUG [--root DIR]   (a page, its example and test, its nav entries)
     llmkb doctor
     llmkb bench tokenizer [--megabytes 10] [--vocab-size 4096] [--repeat 2] [--out bench.json]
     llmkb bench data [--pages 3000] [--out bench.json]
@@ -130,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--force", action="store_true", help="rerun every example even if its inputs did not change")
 
+    p = sub.add_parser("new-page", help="scaffold a note: docs/SECTION/SLUG.md, its example, its test and its nav entries")
+    p.add_argument("page", metavar="SECTION/SLUG", help="e.g. beyond/mixture-of-experts (lowercase letters, digits, hyphens)")
+    p.add_argument("--root", default=".", help="the project folder that holds mkdocs.yml (default: the current one)")
+
     sub.add_parser("doctor", help="versions, device, and what is missing")
 
     p = sub.add_parser("bench", help="speed benchmarks that write JSON")
@@ -199,6 +204,14 @@ def _dispatch(args) -> int:
         print(f"built {site}")
         if args.action == "serve":
             docs_site.serve(site, port=args.port)
+    elif args.command == "new-page":
+        from llmkb.scaffold import new_page
+
+        written = new_page(Path(args.root), args.page)
+        for path in written:
+            print(f"wrote {path}")
+        example = written[1]  # page, example, test, mkdocs.yml
+        print(f"next: write the note, then run llmkb examples run {example.stem} --profile quick")
     elif args.command == "doctor":
         from llmkb.doctor import report
 

@@ -21,3 +21,15 @@ if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null; then
     echo "chromium is missing and there is no root or sudo here: the browser tests will be skipped" >&2
   fi
 fi
+
+# axe-core for the accessibility check (tests/test_browser_a11y.py), from the npm registry into the
+# gitignored .browser-tools/. Pinned: a new axe release can add rules, and the check should change
+# only when we choose to upgrade.
+AXE_VERSION=4.14.1
+if [ "${1:-}" = "--browser" ]; then
+  if ! command -v npm >/dev/null; then
+    echo "npm is missing: the accessibility test will be skipped, or fail where CI is set (apt-get install -y npm)" >&2
+  elif ! grep -qs "\"version\": \"$AXE_VERSION\"" .browser-tools/node_modules/axe-core/package.json; then
+    npm install --prefix .browser-tools --no-save --no-audit --no-fund --ignore-scripts --silent "axe-core@$AXE_VERSION"
+  fi
+fi

@@ -49,7 +49,8 @@ def site_project(tmp_path_factory) -> Path:
     from llmkb.docs_site import generate_outputs
 
     root = tmp_path_factory.mktemp("project")
-    shutil.copy(ROOT / "mkdocs.yml", root / "mkdocs.yml")
+    for name in ("mkdocs.yml", "CONTRIBUTING.md"):  # the Contributing page includes CONTRIBUTING.md
+        shutil.copy(ROOT / name, root / name)
     shutil.copytree(ROOT / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "docs", root / "docs", ignore=shutil.ignore_patterns("generated"))
     generate_outputs(root, profile="quick", runs_root=root / "runs")

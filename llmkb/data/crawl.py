@@ -164,9 +164,10 @@ def extract_links(html: str, base_url: str) -> list[str]:
 
     Malformed markup yields whatever links could be read, never an exception.
 
-    >>> extract_links('<a href="b.html#x">b</a><a href=/c>c</a><a href="mailto:x@y">m</a><a href="b.html">',
-    ...               "http://a.test/dir/")
-    ['http://a.test/dir/b.html', 'http://a.test/c']
+    Examples:
+        >>> extract_links('<a href="b.html#x">b</a><a href=/c>c</a><a href="mailto:x@y">m</a><a href="b.html">',
+        ...               "http://a.test/dir/")
+        ['http://a.test/dir/b.html', 'http://a.test/c']
     """
     parser = _LinkParser()
     try:

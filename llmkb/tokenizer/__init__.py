@@ -4,6 +4,7 @@
 - :mod:`llmkb.tokenizer.hf`: the same tokenizer through Hugging Face ``tokenizers``, ``transformers`` and ``tiktoken``.
 - :mod:`llmkb.tokenizer.compare`: the six tokenization methods measured on one corpus.
 - :mod:`llmkb.tokenizer.viz`: colored token views and letter counts across token boundaries.
+- :mod:`llmkb.tokenizer.web`: the tokenizer as JSON for the site's in-browser playground.
 - :mod:`llmkb.tokenizer.bench`: training and encoding speed.
 - :mod:`llmkb.tokenizer.stage`: the ``llmkb tokenizer`` pipeline stage.
 """
