@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (("reward", "rank sampled SFT replies with the scripted labeler; train a reward model"),
                             ("ppo", "PPO against the reward model, with and without a KL penalty"),
                             ("dpo", "DPO on the reward stage's preference pairs"),
-                            ("grpo", "small models taught sums (worked steps vs direct answers), then GRPO through trl"),
+                            ("grpo", "small models taught sums (worked steps, direct answers, a calculator tool), then GRPO through trl"),
                             ("psychology", "the SFT model's hallucinations; interrogate it, train refusals, measure again")):  # fmt: skip
         p = sub.add_parser(name, help=help_text)
         _run_options(p)
