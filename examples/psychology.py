@@ -191,3 +191,72 @@ for word in words:
     print(f"{word!r}: {len(pieces)} tokens {pieces}; {word.lower().count(letter)} x {letter!r}, per token {counts}")
 # --8<-- [end:spelling]
 assert all("".join(p.text for p in token_pieces(web_tokenizer, w)) == w for w in words)
+
+# %% [markdown]
+# ## Mitigation 2: a search tool
+# The search stage fine-tunes the SFT model on tool conversations about invented people who exist
+# nowhere else, then asks it the held-out questions with a document store over the crawled text.
+
+# %%
+# --8<-- [start:search]
+search_dir = ctx.ensure("search")
+search = read_json(search_dir / "results.json")
+table = ("| people asked about | right without the tool | right with it | refused without / with | "
+         "called the tool | searched the exact name | found a sentence |\n|---|---:|---:|---:|---:|---:|---:|\n")
+for name, row in search.items():
+    table += (f"| {name} | {row['without_tool']['right']:.0%} | {row['with_tool']['right']:.0%} | "
+              f"{row['without_tool']['refused']:.0%} / {row['with_tool']['refused']:.0%} | {row['called']:.0%} | "
+              f"{row['exact_query']:.0%} | {row['found']:.0%} |\n")
+ctx.save_text("search.md", table)
+print(table)
+print(f"trained {ctx.run.metrics('search')['steps']} steps on {ctx.run.metrics('search')['train_conversations']:,} conversations")
+# --8<-- [end:search]
+assert set(search) == {name for name in measure if "trained" not in name}
+
+# %%
+# --8<-- [start:search-replies]
+search_replies = list(read_jsonl(search_dir / "replies.jsonl"))
+wanted = [("once", True, "right"), ("once", True, "made_up"), ("never", False, "refused")]  # (group, found, kind)
+shown = [next((r for r in search_replies if r["group"].startswith(g) and r["found"] == found and r["kind"] == kind), None)
+         for g, found, kind in wanted]  # fmt: skip
+for r in (r for r in shown if r is not None):  # the quick profile's model may give none of some kinds
+    print(f"user:      {r['question']}")
+    for c in r["calls"]:  # what the model wrote, then what the runtime put into the context
+        print(f"assistant: {call(c['tool'], c['query'])}\ntool:      {c['result']}")
+    print(f"assistant: {r['text']}\n   ({r['kind'].replace('_', ' ')})\n")
+# --8<-- [end:search-replies]
+assert all(r["calls"] for r in shown if r is not None and r["found"])
+
+# %% [markdown]
+# ## Spelling and counting, one token or several
+# The spelling stage fine-tunes the SFT model on spelling and letter-count questions about a
+# thousand of the corpus's words, then asks about those words and about words it was never taught.
+
+# %%
+# --8<-- [start:letters]
+letters = read_json(ctx.ensure("spelling") / "results.json")
+splits = ("one token", "several tokens")
+table = "| words | question | one-token words | words of several tokens |\n|---|---|---:|---:|\n"
+for group, kinds in letters["results"].items():
+    spell, count = kinds["spell"], kinds["count"]
+    spelled = [f"{spell[s]['right']:.0%} of {spell[s]['questions']} ({spell[s]['letters']:.0%} of letters in place)"
+               if s in spell else "-" for s in splits]  # fmt: skip
+    counted = [f"{count[s]['right']:.0%}" if s in count else "-" for s in splits]
+    table += f"| {group} | spelled right | {spelled[0]} | {spelled[1]} |\n"
+    table += f"| {group} | letter counted right | {counted[0]} | {counted[1]} |\n"
+    table += f"| {group} | (answering 1 every time) | {count['always 1']['right']:.0%} of all counts | |\n"
+ctx.save_text("letters.md", table)
+print(table)
+print(f"{letters['words']:,} corpus words; {letters['one_token_share']:.0%} of the asked words are a single token")
+# --8<-- [end:letters]
+assert set(letters["results"]) == {"taught", "held out"}
+
+# %%
+# --8<-- [start:letters-replies]
+letter_replies = [r for r in read_jsonl(ctx.run.require("spelling") / "replies.jsonl") if r["question"].startswith("Spell")]
+for group in ("taught", "held out"):
+    for r in [r for r in letter_replies if r["group"] == group][:4]:
+        mark = "right" if r["reply"].strip() == r["answer"] else "wrong"
+        print(f"{group:>8}, {r['tokens']} token(s): {r['question']:<22} -> {r['reply']!r:<24} {mark}")
+# --8<-- [end:letters-replies]
+assert letter_replies

@@ -2,8 +2,8 @@
 
 In: command-line arguments. Out: whatever the subcommand writes (run folders, the site, a report).
 
-    llmkb pipeline [--run NAME] [--profile quick|default|gpu]
-    llmkb data | tokenizer | pretrain | sft | reward | ppo | dpo | grpo | psychology [--run NAME] [--profile ...] [stage options]
+    llmkb pipeline [--run NAME] [--profile quick|default|gpu] [--jobs N]
+    llmkb data | tokenizer | pretrain | sft | reward | ppo | dpo | grpo | psychology | search | spelling [--run NAME] [--profile ...] [stage options]
     torchrun --nproc_per_node N -m llmkb -- pretrain [--run NAME]
     llmkb quantize | eval [--run NAME] [--model DIR] [--out results.json]
     llmkb generate [--run NAME] [--model DIR] PROMPT... [--stream] [--temperature T --top-k K --top-p P --num-beams N ...]
@@ -34,6 +34,13 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=PROFILES, default="default", help="quick (tests, CI), default (the main job, 2-core CPU) or gpu (one large GPU)")
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def _run_dir(args) -> RunDir:
     return RunDir.named(args.run or args.profile, args.runs_root)
 
@@ -58,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pipeline", help="run every stage on the embedded default and print the report card")
     _run_options(p)
+    p.add_argument("--jobs", type=_at_least_one, default=None, metavar="N",
+                   help="stages run at once once their inputs exist (default: 2 on 2+ cores, else 1)")  # fmt: skip
 
     p = sub.add_parser("data", help="crawl the mini-web (or any site, or WARC files) into a clean corpus")
     _run_options(p)
@@ -94,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                             ("ppo", "PPO against the reward model, with and without a KL penalty"),
                             ("dpo", "DPO on the reward stage's preference pairs"),
                             ("grpo", "small models taught sums (worked steps, direct answers, a calculator tool), then GRPO through trl"),
-                            ("psychology", "the SFT model's hallucinations; interrogate it, train refusals, measure again")):  # fmt: skip
+                            ("psychology", "the SFT model's hallucinations; interrogate it, train refusals, measure again"),
+                            ("search", "teach the SFT model a search tool over the crawled text; answers with and without it"),
+                            ("spelling", "teach the SFT model to spell and count letters; taught vs new words, one token vs several")):  # fmt: skip
         p = sub.add_parser(name, help=help_text)
         _run_options(p)
         p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
@@ -169,8 +180,8 @@ def _dispatch(args) -> int:
     if args.command == "pipeline":
         from llmkb.pipeline import run_pipeline
 
-        run_pipeline(_run_dir(args), args.profile)
-    elif args.command in ("data", "tokenizer", "pretrain", "sft", "reward", "ppo", "dpo", "grpo", "psychology"):
+        run_pipeline(_run_dir(args), args.profile, jobs=args.jobs)
+    elif args.command in ("data", "tokenizer", "pretrain", "sft", "reward", "ppo", "dpo", "grpo", "psychology", "search", "spelling"):
         from llmkb.stages import run_stage
 
         overrides = {

@@ -81,7 +81,13 @@ def write_report_card(run: RunDir, path: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
             plots[f"generated/report_card/{target.name}"] = caption
-    return write_text(path, report_markdown(collect_card(run), plots))
+    card = collect_card(run)
+    saved = run.root / "report_card.json"
+    # The pipeline's own card also knows its wall time (stages ran side by side); it still holds
+    # only if no stage has run again since (then the stages' metrics differ).
+    if saved.exists() and (pipeline := read_json(saved)).get("stages") == card["stages"]:
+        card.update(wall_s=pipeline["wall_s"], jobs=pipeline.get("jobs", 1))
+    return write_text(path, report_markdown(card, plots))
 
 
 def build(

@@ -45,6 +45,9 @@ class Stage:
     run: Callable[[Any, "RunDir"], dict]  # (config, run dir) -> key numbers for the report card
     needs: tuple[str, ...] = ()  # stages whose artifacts this one reads by default (run.require names them)
     profiles: dict[str, dict] = dataclasses.field(default_factory=dict)  # profile -> field overrides
+    # When several stages are ready at once, the pipeline starts higher ones first: a long stage
+    # started last would leave one core idle while it finishes alone.
+    priority: int = 0
 
     def config(self, profile: str = "default", **overrides) -> Any:
         """The stage's config for ``profile``, with explicit ``overrides`` applied last."""

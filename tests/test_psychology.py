@@ -42,7 +42,7 @@ def psych_run(quick_run, tmp_path_factory):
     run = RunDir(tmp_path_factory.mktemp("psych_runs") / "quick")
     for stage in ("data", "tokenizer"):
         shutil.copytree(quick_run.root / stage, run.root / stage)
-    metrics = {name: run_stage(name, run, "quick") for name in ("pretrain", "sft", "psychology")}
+    metrics = {name: run_stage(name, run, "quick") for name in ("pretrain", "sft", "psychology", "search", "spelling")}
     return run, metrics["psychology"]
 
 
@@ -79,3 +79,41 @@ def test_with_passage_states_the_facts_the_question_asks_for():
     for record in with_passage(questions([PERSON], per_person=4), [PERSON]):
         prompt = record["messages"][0]["content"]
         assert str(record["meta"]["answer"]) in prompt.split("?")[0] and prompt.endswith("?")
+
+
+def test_search_stage_grows_the_model_trains_and_scores_each_group_with_and_without_the_tool(psych_run):
+    from llmkb.model.hf import load_pretrained as load_model
+    from llmkb.psychology.search import TOOL
+    from llmkb.sft.tools import tool_tokens
+    from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
+
+    run, _ = psych_run
+    folder = run.require("search")
+    tokenizer, model = load_tokenizer(folder / "model"), load_model(folder / "model")
+    assert len(tokenizer) == model.config.vocab_size == len(load_tokenizer(run.require("sft") / "model")) + 2
+    assert all(t in tokenizer.get_vocab() for t in tool_tokens(TOOL))
+    results = read_json(folder / "results.json")
+    assert list(results) == ["frequent, held out of SFT", "once (new names)", "never (new names)"]
+    for row in results.values():
+        assert sum(row["with_tool"].values()) == pytest.approx(1, abs=1e-3) and row["questions"] > 0
+        assert 0 <= row["found"] <= row["called"] <= 1
+    replies = list(read_jsonl(folder / "replies.jsonl"))
+    assert len(replies) == sum(r["questions"] for r in results.values())
+    assert not any(r["found"] for r in replies if r["group"].startswith("never"))  # the store has no page about them
+    metrics = run.metrics("search")
+    assert metrics["steps"] == 4 and metrics["train_conversations"] + metrics["skipped_long"] == 32
+
+
+def test_spelling_stage_scores_taught_and_new_words_by_token_split(psych_run):
+    run, _ = psych_run
+    out = read_json(run.require("spelling") / "results.json")
+    assert set(out["results"]) == {"taught", "held out"}
+    for kinds in out["results"].values():
+        assert set(kinds) == {"spell", "count"} and "always 1" in kinds["count"]
+        for split, row in kinds["spell"].items():
+            assert split in ("one token", "several tokens") and 0 <= row["letters"] <= 1 and row["questions"] > 0
+    replies = list(read_jsonl(run.require("spelling") / "replies.jsonl"))
+    assert len(replies) == 2 * (8 + 8)  # two questions for each of 8 held-out and 8 taught words (quick profile)
+    words = {r["question"].split()[-1].rstrip(".?") for r in replies if r["group"] == "held out"}
+    taught = {r["question"].split()[-1].rstrip(".?") for r in replies if r["group"] == "taught"}
+    assert not words & taught

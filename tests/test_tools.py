@@ -20,9 +20,9 @@ def test_tool_tokens_are_single_special_tokens_and_only_the_assistant_turns_are_
     from llmkb.sft.masking import tokenize_conversation
     from llmkb.tokenizer.hf import load_pretrained
 
-    tokenizer = add_tool_tokens(load_pretrained(quick_run.root / "tokenizer"))
+    tokenizer = add_tool_tokens(load_pretrained(quick_run.root / "tokenizer"), "calc")
     size = len(tokenizer)
-    assert len(add_tool_tokens(tokenizer)) == size  # adding them twice changes nothing
+    assert len(add_tool_tokens(tokenizer, "calc")) == size  # adding them twice changes nothing
     record = tool_conversation("What is 47 + 85?", "calc", "47 + 85", "132", "Answer: 132")
     out = tokenize_conversation(tokenizer, record["messages"], context=128)
     start, end = tokenizer.convert_tokens_to_ids(["<|calc_start|>", "<|calc_end|>"])

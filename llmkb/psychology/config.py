@@ -27,3 +27,48 @@ class PsychologyConfig:
         if self.probe_people < 1:
             raise ValueError(f"probe_people must be >= 1, got {self.probe_people}")
         return self
+
+
+@dataclass
+class SearchConfig:
+    """Mitigation 2: the SFT chat model fine-tuned to call a search tool over the crawled text."""
+
+    conversations: int = 6000  # tool conversations about invented people (records longer than the context are left out)
+    no_results_share: float = 0.2  # of them, searches that find nothing and end in a refusal
+    max_steps: int = 600
+    batch_size: int = 32
+    lr: float = 2e-3  # a fine-tune of the whole model: higher than SFT's, the skill is new (scratch runs: 1e-3 copied names less)
+    warmup_steps: int = 20
+    context: int = 0  # 0: the SFT model's; larger lets longer conversations in (RoPE runs past the trained length)
+    questions_per_person: int = 2  # held-out questions per person when measuring (the psychology stage's groups)
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    def check(self) -> SearchConfig:
+        if not 0 <= self.no_results_share < 1:
+            raise ValueError(f"no_results_share must be in [0, 1), got {self.no_results_share}")
+        if self.conversations < 1 or self.max_steps < 1:
+            raise ValueError(f"conversations and max_steps must be >= 1, got {self.conversations} and {self.max_steps}")
+        return self
+
+
+@dataclass
+class SpellingConfig:
+    """Counting and spelling: the SFT chat model fine-tuned on spelling and letter-count questions about corpus words."""
+
+    train_words: int = 1000  # words taught (two questions each); scratch runs: 3,000 words in the same steps spelled fewer
+    held_out_words: int = 400  # never taught: the score that says whether spelling was learned or memorised
+    min_count: int = 3  # a word must appear this often in the corpus
+    max_steps: int = 600
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup_steps: int = 20
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    def check(self) -> SpellingConfig:
+        if self.train_words < 1 or self.held_out_words < 1:
+            raise ValueError(f"train_words and held_out_words must be >= 1, got {self.train_words} and {self.held_out_words}")
+        return self

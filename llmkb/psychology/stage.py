@@ -1,7 +1,12 @@
-"""The psychology stage: the SFT model's hallucinations measured, and the refusal fix trained and measured.
+"""The psychology stages: hallucinations and the refusal fix; a search tool; spelling and counting.
+
+``psychology`` measures the SFT model's hallucinations and trains the refusal fix; ``search``
+(:func:`run_search`) and ``spelling`` (:func:`run_spelling`) each fine-tune the SFT model on one
+new skill and measure it; their files are listed in their docstrings. All three need only
+``sft`` (and what it read), so the pipeline can run them side by side.
 
 In: ``runs/<run>/data/miniweb/manifest.json`` (the invented people), ``pretrain/model`` and ``sft/``
-(its model, data and settings). Out, in ``runs/<run>/psychology/``:
+(its model, data and settings). Out of ``psychology``, in ``runs/<run>/psychology/``:
 
 - ``refusals/data.jsonl``: the questions interrogation found the SFT model does not know, answered
   with a refusal; ``refusals/model``: SFT redone from the base model on the SFT data plus those;
@@ -22,7 +27,7 @@ import dataclasses
 import random
 
 from llmkb.io import write_json, write_jsonl
-from llmkb.psychology.config import PsychologyConfig
+from llmkb.psychology.config import PsychologyConfig, SearchConfig, SpellingConfig
 from llmkb.stages import RunDir, Stage, register
 
 
@@ -102,7 +107,140 @@ def run(config: PsychologyConfig, run_dir: RunDir) -> dict:
     return metrics
 
 
+def teach(model, tokenizer, records: list[dict], config: SearchConfig | SpellingConfig, out) -> tuple:
+    """Fine-tune the chat model on ``records`` with ``config``'s steps and rates; save it and its log in ``out``.
+
+    Returns ``(model in eval mode, fine_tune's summary)``.
+    """
+    from llmkb.model.hf import save_pretrained
+    from llmkb.sft.config import SFTConfig
+    from llmkb.sft.train import fine_tune
+
+    sft_config = SFTConfig(max_steps=config.max_steps, batch_size=config.batch_size, lr=config.lr, warmup_steps=config.warmup_steps,
+                           eval_every=config.max_steps, seed=config.seed, device=config.device, progress=config.progress)  # fmt: skip
+    model, log, summary = fine_tune(model, tokenizer, records, records[:32], sft_config)
+    write_jsonl(out / "log.jsonl", log)
+    save_pretrained(model.cpu(), out / "model", tokenizer=tokenizer)
+    return model.eval(), summary
+
+
+def run_search(config: SearchConfig, run_dir: RunDir) -> dict:
+    """Mitigation 2: fine-tune the SFT model to call a search tool; answer the held-out questions with and without it.
+
+    In: ``data/train.jsonl`` (the store), ``sft/`` (model, conversations). Out, in ``runs/<run>/search/``:
+    ``model`` (with the two search tokens), ``log.jsonl`` (training), ``results.json`` (per group of
+    held-out people: the SFT model without the tool and the search model with it: right / refused /
+    made up, how often it called, searched the exact name, found a sentence) and ``replies.jsonl``
+    (every question's final reply, its calls and its kind: right, refused or made up).
+    """
+    from llmkb.psychology.hallucination import answer_kinds, classify, rates
+    from llmkb.psychology.search import TOOL, DocumentStore, search_answers, search_conversations
+    from llmkb.sft.data import check_length
+    from llmkb.sft.stage import conversations, sft_model
+    from llmkb.sft.tools import add_tool_tokens
+    from llmkb.sft.train import grow_vocab
+
+    config.check()
+    out = run_dir.stage("search")
+    store = DocumentStore.from_jsonl(run_dir.require("data") / "train.jsonl")
+    sft, tokenizer = sft_model(run_dir)
+    _, measure, everyone = groups(PsychologyConfig(eval_questions_per_person=config.questions_per_person, seed=config.seed),
+                                  run_dir, conversations(run_dir))  # fmt: skip
+    measure.pop("frequent, trained in SFT")  # the model knows some of those already; the tool is for the others
+    without = {name: rates(answer_kinds(sft, tokenizer, records)) for name, records in measure.items()}
+
+    model, tokenizer = sft, add_tool_tokens(tokenizer, TOOL)
+    grow_vocab(model, tokenizer)
+    context = max(config.context, model.config.context)
+    model.config = dataclasses.replace(model.config, context=context)
+    cities = sorted({e["facts"]["city"] for e in everyone})
+    train, skipped = check_length(tokenizer, search_conversations(config.conversations, cities, config.no_results_share, config.seed),
+                                  context, skip=True)  # fmt: skip
+    if not train:
+        raise ValueError(f"no search conversation fits the context of {context} tokens; set a larger context")
+    model, summary = teach(model, tokenizer, train, config, out)
+
+    results, replies = {}, []
+    for name, records in measure.items():
+        answered = search_answers(model, tokenizer, records, store)
+        for record, reply in zip(records, answered, strict=True):
+            reply["kind"] = classify(record, reply["text"])
+        with_tool = rates([[a["kind"]] for a in answered])
+        share = {k: round(sum(a[k] for a in answered) / len(answered), 4) for k in ("exact_query", "found")}
+        results[name] = {"without_tool": without[name], "with_tool": with_tool, **share,
+                         "called": round(sum(bool(a["calls"]) for a in answered) / len(answered), 4), "questions": len(records)}  # fmt: skip
+        replies += [{"group": name, "question": r["messages"][0]["content"], **a} for r, a in zip(records, answered, strict=True)]
+    write_json(out / "results.json", results)
+    write_jsonl(out / "replies.jsonl", replies)
+
+    metrics = {"train_conversations": len(train), "skipped_long": skipped, "steps": summary["steps"],
+               "s_per_step": summary["s_per_step"], "store_sentences": len(store.sentences)}  # fmt: skip
+    for name, row in results.items():
+        key = name.split(" ")[0].rstrip(",")  # "frequent", "once", "never"
+        metrics |= {f"{key}_without_right": row["without_tool"]["right"], f"{key}_with_right": row["with_tool"]["right"],
+                    f"{key}_without_refused": row["without_tool"]["refused"], f"{key}_with_refused": row["with_tool"]["refused"],
+                    f"{key}_exact_query": row["exact_query"], f"{key}_found": row["found"]}  # fmt: skip
+    return metrics
+
+
+def run_spelling(config: SpellingConfig, run_dir: RunDir) -> dict:
+    """Fine-tune the SFT model to spell and count letters; score taught and held-out words, one-token vs several.
+
+    In: ``data/train.jsonl`` (the words), ``sft/model``. Out, in ``runs/<run>/spelling/``: ``model``,
+    ``log.jsonl`` (training), ``results.json`` (for taught and held-out words: the share right per
+    question kind and token split, and the share a model answering "1" to every count would get)
+    and ``replies.jsonl``.
+    """
+    from llmkb.psychology.spelling import corpus_words, letter_questions, scores, token_count
+    from llmkb.sft.evaluate import prompt_of, respond
+    from llmkb.sft.stage import sft_model
+
+    config.check()
+    out = run_dir.stage("spelling")
+    model, tokenizer = sft_model(run_dir)
+    words = corpus_words(run_dir.require("data") / "train.jsonl", config.min_count)
+    random.Random(f"psychology:words:{config.seed}").shuffle(words)
+    if len(words) < 2:
+        raise ValueError(f"the corpus has {len(words)} words used {config.min_count}+ times; spelling needs at least two")
+    held_out = words[: min(config.held_out_words, len(words) // 2)]
+    taught = words[len(held_out) : len(held_out) + config.train_words]
+    tokens = {w: token_count(tokenizer, w) for w in held_out + taught}
+    train = letter_questions(taught, config.seed)
+    model, summary = teach(model, tokenizer, train, config, out)
+
+    results, replies = {}, []
+    for name, group in (("taught", taught[: len(held_out)]), ("held out", held_out)):
+        records = letter_questions(group, config.seed + 1)  # other letters to count than in training
+        texts = [text for text, _ in respond(model, tokenizer, [prompt_of(r) for r in records], max_new_tokens=24)]
+        results[name] = scores(records, texts, tokens)
+        counts = [r for r in records if r["type"] == "count"]
+        results[name]["count"]["always 1"] = {"right": round(sum(r["messages"][1]["content"] == "1" for r in counts) / len(counts), 4),
+                                              "questions": len(counts)}  # fmt: skip
+        replies += [{"group": name, "question": r["messages"][0]["content"], "reply": t, "answer": r["messages"][1]["content"],
+                     "tokens": tokens[r["meta"]["word"]]} for r, t in zip(records, texts, strict=True)]  # fmt: skip
+    write_json(out / "results.json", {"words": len(words), "one_token_share": round(sum(v == 1 for v in tokens.values()) / len(tokens), 4),
+                                      "results": results})  # fmt: skip
+    write_jsonl(out / "replies.jsonl", replies)
+    metrics = {"corpus_words": len(words), "taught_words": len(taught), "held_out_words": len(held_out), "steps": summary["steps"]}
+    for name, table in results.items():
+        for kind in ("spell", "count"):
+            for split, key in (("one token", "one"), ("several tokens", "several")):
+                if split in table.get(kind, {}):
+                    metrics[f"{name.replace(' ', '_')}_{kind}_{key}"] = table[kind][split]["right"]
+                    if kind == "spell":
+                        metrics[f"{name.replace(' ', '_')}_letters_{key}"] = table[kind][split]["letters"]
+    return metrics
+
+
 QUICK = {"probe_people": 4, "questions_per_person": 1, "eval_questions_per_person": 1, "samples": 2}
+# The quick model's 64 tokens hold no search conversation: it runs with 160 (the plumbing, not the skill, is what quick checks).
+QUICK_SPELLING = {"train_words": 16, "held_out_words": 8, "max_steps": 4, "batch_size": 8}
+QUICK_SEARCH = {"conversations": 32, "max_steps": 4, "batch_size": 8, "context": 160, "questions_per_person": 1}
 
 register(Stage(name="psychology", summary="hallucinations of the SFT model; interrogate it, train refusals, measure again",
                config_cls=PsychologyConfig, run=run, needs=("sft",), profiles={"quick": QUICK}))  # fmt: skip
+# The search fine-tune is the longest stage after SFT (about 5 minutes on 2 cores): it starts first.
+register(Stage(name="search", summary="teach the chat model a search tool over the crawled text; answers with and without it",
+               config_cls=SearchConfig, run=run_search, needs=("sft",), profiles={"quick": QUICK_SEARCH}, priority=1))  # fmt: skip
+register(Stage(name="spelling", summary="teach the chat model to spell and count letters; taught vs new words, one token vs several",
+               config_cls=SpellingConfig, run=run_spelling, needs=("sft",), profiles={"quick": QUICK_SPELLING}))  # fmt: skip

@@ -191,7 +191,7 @@ def run_grpo(config: SumsConfig, run_dir: RunDir) -> dict:
     models, sft_logs, metrics = {}, [], {}
     for style, (records, held_out) in styles.items():
         # The calculator's model also needs the tool's two tokens: its own copy of the tokenizer.
-        tok = add_tool_tokens(load_tokenizer(run_dir.require("sft") / "model")) if style == "calc" else tokenizer
+        tok = add_tool_tokens(load_tokenizer(run_dir.require("sft") / "model"), "calc") if style == "calc" else tokenizer
         model = sums_model(len(tok), config.n_layer, config.d_model, config.context, config.seed)
         model, log, summary = fine_tune(model, tok, records, held_out[:32], sft)
         models[style] = model.eval()

@@ -22,7 +22,6 @@ import operator
 import re
 from collections.abc import Callable
 
-TOOLS = ("calc",)  # the tools whose tokens add_tool_tokens adds
 CALL = re.compile(r"<\|(\w+)_start\|>(.*?)<\|\1_end\|>", re.DOTALL)
 NO_RESULTS = "No results."
 _OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
@@ -38,11 +37,15 @@ def tool_tokens(tool: str) -> tuple[str, str]:
     return f"<|{tool}_start|>", f"<|{tool}_end|>"
 
 
-def add_tool_tokens(tokenizer):
-    """``tokenizer`` with every tool's two tokens added as special tokens (never split; kept once)."""
+def add_tool_tokens(tokenizer, *tools: str):
+    """``tokenizer`` with each of ``tools``' two tokens added as special tokens (never split; kept once).
+
+    A model that learns one tool gets only that tool's tokens: the calculator's sums model and the
+    search model each have their own vocabulary.
+    """
     from tokenizers import AddedToken
 
-    tokens = [t for tool in TOOLS for t in tool_tokens(tool)]
+    tokens = [t for tool in tools for t in tool_tokens(tool)]
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in tokens], special_tokens=True)
     return tokenizer
 

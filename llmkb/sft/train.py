@@ -70,6 +70,29 @@ def init_chat_tokens(model: GPT, tokenizer) -> dict:
             "used_norm_mean": round(rows.norm(dim=-1).mean().item(), 4)}  # fmt: skip
 
 
+@torch.no_grad()
+def grow_vocab(model: GPT, tokenizer) -> list[int]:
+    """Give ``model`` an embedding row for every token ``tokenizer`` added since the model was made.
+
+    New rows start at the mean of the existing ordinary rows, for the reason
+    :func:`init_chat_tokens` gives (an untied LM head gets the mean of its rows too). Returns the new ids.
+    """
+    old, new = model.config.vocab_size, len(tokenizer)
+    if new < old:
+        raise ValueError(f"the tokenizer has {new} tokens, fewer than the model's {old}: not the model's tokenizer")
+    ordinary = [i for i in range(old) if i not in set(tokenizer.all_special_ids)]
+
+    def grown(weight: torch.Tensor) -> torch.nn.Parameter:
+        return torch.nn.Parameter(torch.cat([weight, weight[ordinary].mean(0).expand(new - old, -1)]))
+
+    tied = model.lm_head.weight is model.embed_tokens.weight
+    model.embed_tokens.weight = grown(model.embed_tokens.weight)
+    model.embed_tokens.num_embeddings = model.lm_head.out_features = new
+    model.lm_head.weight = model.embed_tokens.weight if tied else grown(model.lm_head.weight)
+    model.config = dataclasses.replace(model.config, vocab_size=new)
+    return list(range(old, new))
+
+
 def encode_records(tokenizer, records: list[dict], context: int) -> list[dict[str, list[int]]]:
     """Every record's ids and assistant-only labels; an error names the record that does not fit."""
     out = []
