@@ -164,7 +164,7 @@ if not quick:
 # %%
 # --8<-- [start:calculator]
 from llmkb.rl.stage import sums
-from llmkb.sft.tools import answer_with_tools, calculator, call
+from llmkb.sft.tools import answer_with_tools, calculator
 
 calc_dir = ctx.run.require("grpo") / "calc" / "model"  # the small model trained on calculator conversations
 calc_model, calc_tokenizer = load_model(calc_dir).eval(), load_tokenizer(calc_dir)
@@ -173,7 +173,7 @@ question = held_out["messages"][:1]
 (reply,) = answer_with_tools(calc_model, calc_tokenizer, [question], {"calc": calculator})
 print(f"user:      {question[0]['content']}")
 for c in reply["calls"]:  # what the model wrote, then what the runtime put into the context
-    print(f"assistant: {call(c['tool'], c['query'])}\ntool:      {c['result']}")
+    print(f"assistant: {c['call']}\ntool:      {c['result']}")
 print(f"assistant: {reply['text']}")
 # --8<-- [end:calculator]
 assert all(c["tool"] == "calc" for c in reply["calls"])
@@ -222,7 +222,7 @@ shown = [next((r for r in search_replies if r["group"].startswith(g) and r["foun
 for r in (r for r in shown if r is not None):  # the quick profile's model may give none of some kinds
     print(f"user:      {r['question']}")
     for c in r["calls"]:  # what the model wrote, then what the runtime put into the context
-        print(f"assistant: {call(c['tool'], c['query'])}\ntool:      {c['result']}")
+        print(f"assistant: {c['call']}\ntool:      {c['result']}")
     print(f"assistant: {r['text']}\n   ({r['kind'].replace('_', ' ')})\n")
 # --8<-- [end:search-replies]
 assert all(r["calls"] for r in shown if r is not None and r["found"])

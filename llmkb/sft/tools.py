@@ -113,7 +113,8 @@ def answer_with_tools(model, tokenizer, conversations: list[list[dict]], tools: 
     call's text, and the conversation goes on with the call as the assistant's message and the
     result as a ``tool`` message. A tool that raises ``ValueError`` answers with the error's text
     (the model sees what went wrong, as a user of the tool would). After ``max_calls`` calls the
-    next reply is final whatever it contains. Each call is ``{"tool", "query", "result"}``.
+    next reply is final whatever it contains. Each call is ``{"tool", "query", "result", "call"}``
+    (``query`` stripped of surrounding spaces; ``call`` the model's text from the start token to the end token).
     """
     from llmkb.sft.evaluate import respond
 
@@ -132,7 +133,7 @@ def answer_with_tools(model, tokenizer, conversations: list[list[dict]], tools: 
                 result = tools[tool](query) or NO_RESULTS
             except ValueError as e:
                 result = f"error: {e}"
-            results[i]["calls"].append({"tool": tool, "query": query, "result": result})
+            results[i]["calls"].append({"tool": tool, "query": query, "result": result, "call": found.group(0)})
             still.append((i, [*messages, {"role": "assistant", "content": found.group(0)}, {"role": "tool", "content": result}]))
         pending = still
         if not pending:
