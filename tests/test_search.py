@@ -17,18 +17,15 @@ def test_store_finds_the_sentence_about_a_person_not_the_one_that_mentions_them(
     assert store.search("") == store.search("Zu Ba") == ""
 
 
-def test_store_from_jsonl_names_the_bad_line_and_refuses_an_empty_corpus(tmp_path):
-    good = tmp_path / "good.jsonl"
-    good.write_text('{"text": "Ka Lo was a weaver. So it goes."}\n', encoding="utf-8")
-    assert DocumentStore.from_jsonl(good).sentences == ["Ka Lo was a weaver.", "So it goes."]
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"text": "fine"}\n{"txt": "no text"}\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"bad.jsonl:2: .*'text'"):
-        DocumentStore.from_jsonl(bad)
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("", encoding="utf-8")
-    with pytest.raises(ValueError, match="no documents"):
-        DocumentStore.from_jsonl(empty)
+def test_store_from_corpus_names_the_bad_line_and_refuses_an_empty_corpus(tmp_path):
+    for name, content in (("good", '{"text": "Ka Lo was a weaver. So it goes."}\n'), ("bad", '{"text": "fine"}\nnot json\n'), ("empty", "")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "train.jsonl").write_text(content, encoding="utf-8")
+    assert DocumentStore.from_corpus(tmp_path / "good").sentences == ["Ka Lo was a weaver.", "So it goes."]
+    with pytest.raises(ValueError, match=r"bad/train.jsonl:2: not a JSON object"):
+        DocumentStore.from_corpus(tmp_path / "bad")
+    with pytest.raises(ValueError, match=r"empty/train.jsonl: the corpus is empty"):
+        DocumentStore.from_corpus(tmp_path / "empty")
 
 
 def test_conversations_call_with_the_name_find_it_or_refuse():
@@ -97,10 +94,9 @@ def test_spelling_questions_and_scores():
     assert table["count"]["one token"]["right"] == 1.0 and table["count"]["several tokens"]["right"] == 0.0
 
 
-def test_corpus_words_names_a_bad_line(tmp_path):
+def test_corpus_words_keep_frequent_lowercase_words_of_three_to_nine_letters():
     from llmkb.psychology.spelling import corpus_words
 
-    path = tmp_path / "c.jsonl"
-    path.write_text('{"text": "the cat"}\nnot json\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"c.jsonl:2: not a JSON object"):
-        corpus_words(path)
+    texts = ["an ox, the Owl, the owl; strawberry strawberry cat cat cat", "owl extraordinarily extraordinarily"]
+    assert corpus_words(texts, min_count=2) == ["cat", "owl", "the"]  # "strawberry" has 10 letters, "Owl" a capital
+    assert corpus_words(texts, min_count=3) == ["cat"]

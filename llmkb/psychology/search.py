@@ -19,7 +19,6 @@ from about 15% to about 80%).
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path
@@ -50,18 +49,11 @@ class DocumentStore:
         self.sentences = [s for text in texts for s in SENTENCE_END.split(text) if s]
 
     @classmethod
-    def from_jsonl(cls, path: str | Path) -> DocumentStore:
-        """The store of a JSONL corpus (one ``{"text": ...}`` per line); an error names a bad line."""
-        texts = []
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                try:
-                    texts.append(json.loads(line)["text"])
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    raise ValueError(f"{path}:{number}: not a JSON object with a 'text' field ({e})") from None
-        if not texts:
-            raise ValueError(f"{path}: no documents: the search tool needs a corpus to search")
-        return cls(texts)
+    def from_corpus(cls, corpus_dir: str | Path) -> DocumentStore:
+        """The store of a data stage's kept documents (``train.jsonl``); a bad line or an empty corpus is an error naming the file."""
+        from llmkb.corpus import load_split
+
+        return cls([doc["text"] for doc in load_split(corpus_dir, "train")])
 
     def search(self, query: str) -> str:
         """The sentence where ``query`` appears earliest (ties: the first such sentence), or ``""``."""

@@ -1,6 +1,6 @@
 """Spelling and letter counting: questions about the corpus's words, split by how many tokens each word is.
 
-In: the data stage's kept documents (``runs/<run>/data/train.jsonl``) and the run's tokenizer.
+In: the texts of the data stage's kept documents (``runs/<run>/data/train.jsonl``) and the run's tokenizer.
 Out: :func:`corpus_words` (the lowercase words the corpus uses often), :func:`token_count` (how many
 tokens the tokenizer cuts a word into, as it appears in a sentence: after a space),
 :func:`letter_questions` (for each word a spelling question, answered one letter per token, and a
@@ -16,31 +16,23 @@ word of several tokens is the spellings of its pieces put together.
 from __future__ import annotations
 
 import collections
-import json
 import random
 import re
-from pathlib import Path
+from collections.abc import Iterable
 
 WORD = re.compile(r"\b[a-z]{3,9}\b")  # lowercase words of 3 to 9 letters, the kind of word one asks to spell
 
 
-def corpus_words(path: str | Path, min_count: int = 3) -> list[str]:
-    """Lowercase words of 3-9 letters used at least ``min_count`` times in a JSONL corpus, sorted.
+def corpus_words(texts: Iterable[str], min_count: int = 3) -> list[str]:
+    """Lowercase words of 3-9 letters used at least ``min_count`` times in ``texts``, sorted.
 
     Examples:
-        >>> import tempfile, os
-        >>> d = tempfile.mkdtemp(); p = os.path.join(d, "c.jsonl")
-        >>> _ = open(p, "w").write('{"text": "the cat and the dog and the cat. Cat"}\\n')
-        >>> corpus_words(p, min_count=2)
+        >>> corpus_words(["the cat and the dog and the cat.", "Cat"], min_count=2)
         ['and', 'cat', 'the']
     """
     counts: collections.Counter = collections.Counter()
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            try:
-                counts.update(WORD.findall(json.loads(line)["text"]))
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{number}: not a JSON object with a 'text' field ({e})") from None
+    for text in texts:
+        counts.update(WORD.findall(text))
     return sorted(w for w, c in counts.items() if c >= min_count)
 
 

@@ -142,7 +142,7 @@ def run_search(config: SearchConfig, run_dir: RunDir) -> dict:
 
     config.check()
     out = run_dir.stage("search")
-    store = DocumentStore.from_jsonl(run_dir.require("data") / "train.jsonl")
+    store = DocumentStore.from_corpus(run_dir.require("data"))
     sft, tokenizer = sft_model(run_dir)
     _, measure, everyone = groups(PsychologyConfig(eval_questions_per_person=config.questions_per_person, seed=config.seed),
                                   run_dir, conversations(run_dir))  # fmt: skip
@@ -191,6 +191,7 @@ def run_spelling(config: SpellingConfig, run_dir: RunDir) -> dict:
     question kind and token split, and the share a model answering "1" to every count would get)
     and ``replies.jsonl``.
     """
+    from llmkb.corpus import load_split
     from llmkb.psychology.spelling import corpus_words, letter_questions, scores, token_count
     from llmkb.sft.evaluate import prompt_of, respond
     from llmkb.sft.stage import sft_model
@@ -198,7 +199,7 @@ def run_spelling(config: SpellingConfig, run_dir: RunDir) -> dict:
     config.check()
     out = run_dir.stage("spelling")
     model, tokenizer = sft_model(run_dir)
-    words = corpus_words(run_dir.require("data") / "train.jsonl", config.min_count)
+    words = corpus_words((doc["text"] for doc in load_split(run_dir.require("data"), "train")), config.min_count)
     random.Random(f"psychology:words:{config.seed}").shuffle(words)
     if len(words) < 2:
         raise ValueError(f"the corpus has {len(words)} words used {config.min_count}+ times; spelling needs at least two")
@@ -233,8 +234,8 @@ def run_spelling(config: SpellingConfig, run_dir: RunDir) -> dict:
 
 
 QUICK = {"probe_people": 4, "questions_per_person": 1, "eval_questions_per_person": 1, "samples": 2}
-# The quick model's 64 tokens hold no search conversation: it runs with 160 (the plumbing, not the skill, is what quick checks).
 QUICK_SPELLING = {"train_words": 16, "held_out_words": 8, "max_steps": 4, "batch_size": 8}
+# The quick model's 64 tokens hold no search conversation: it runs with 160 (the plumbing, not the skill, is what quick checks).
 QUICK_SEARCH = {"conversations": 32, "max_steps": 4, "batch_size": 8, "context": 160, "questions_per_person": 1}
 
 register(Stage(name="psychology", summary="hallucinations of the SFT model; interrogate it, train refusals, measure again",

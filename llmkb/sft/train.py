@@ -80,7 +80,8 @@ def grow_vocab(model: GPT, tokenizer) -> list[int]:
     old, new = model.config.vocab_size, len(tokenizer)
     if new < old:
         raise ValueError(f"the tokenizer has {new} tokens, fewer than the model's {old}: not the model's tokenizer")
-    ordinary = [i for i in range(old) if i not in set(tokenizer.all_special_ids)]
+    special = set(tokenizer.all_special_ids)
+    ordinary = [i for i in range(old) if i not in special]
 
     def grown(weight: torch.Tensor) -> torch.nn.Parameter:
         return torch.nn.Parameter(torch.cat([weight, weight[ordinary].mean(0).expand(new - old, -1)]))
