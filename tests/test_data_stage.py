@@ -92,6 +92,14 @@ def test_missing_warc_is_a_clear_error(tmp_path, capsys):
     assert "nope.warc.gz: no such WARC file" in capsys.readouterr().err
 
 
+def test_a_file_that_is_not_warc_stops_with_an_error_and_writes_no_corpus(tmp_path, capsys):
+    notes = tmp_path / "notes.txt.warc.gz"
+    notes.write_text("just some notes, not a WARC file\n")
+    assert main(["data", "--warc", str(notes), "--out", str(tmp_path)]) == 2
+    assert f"{notes}: no HTTP 200 response record" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "train.jsonl").exists() and not (tmp_path / "data" / "metrics.json").exists()
+
+
 def test_any_site_by_seed_url(tmp_path):
     site = tmp_path / "site"
     site.mkdir()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from llmkb.data.dedup import jaccard
-from llmkb.data.miniweb import FREQUENT_MENTIONS, PASSAGE_REPEATS, generate, main_text
+from llmkb.data.miniweb import FREQUENT_MENTIONS, PASSAGE_REPEATS, SLOW_DELAYS, generate, main_text
 from llmkb.data.server import MiniWebServer
 from llmkb.io import read_json
 
@@ -218,7 +218,7 @@ def test_the_server_routes_by_host_and_plays_every_trick(site, manifest):
         assert server.fetched(f"http://{transient[0]}{transient[1]}") == 3
         assert (transient[0], transient[1], 500) in server.requests
         # A slow page: the client gives up, and stopping the server does not wait out the delay.
-        host, path = first(manifest, "slow", delay=5.0)
+        host, path = first(manifest, "slow", delay=SLOW_DELAYS[0])
         with pytest.raises(TimeoutError):
             get(port, host, path, timeout=0.3)
     t0 = time.perf_counter()

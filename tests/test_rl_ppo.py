@@ -105,7 +105,9 @@ class LikesLetterE(RewardModel):
 def test_ppo_raises_a_known_reward_and_logs_kl(tokenizer, records):
     policy = tiny_gpt(tokenizer)
     reward = LikesLetterE(tiny_gpt(tokenizer, seed=1), tokenizer)
-    config = PPOConfig(iterations=20, batch_size=16, minibatch_size=8, lr=1e-2, critic_lr=1e-3, kl_coef=0.0,
+    # The reward takes off somewhere between iterations 10 and 20, later or earlier with the CPU's float
+    # results (seeds 0-4 here: all at 0.99-1.0 by iteration 30): 40 iterations put the end on the plateau.
+    config = PPOConfig(iterations=40, batch_size=16, minibatch_size=8, lr=1e-2, critic_lr=1e-3, kl_coef=0.0,
                        max_new_tokens=16, progress=False)  # fmt: skip
     trained, log = train_ppo(policy, reward, tokenizer, records, config, true_score=lambda r, t, e: float(t.count("e")))
     assert log[0]["kl"] == 0  # the first rollout comes from the reference itself

@@ -2,9 +2,10 @@
 
 Every page gets, without anyone writing it by hand:
 
-- under its title, a "Run this locally" box with the commands that reproduce it: one
-  ``llmkb examples run NAME --profile quick`` per example the page includes (a notebook page is its
-  own example), and the README's main command on the home page and on pages without an example;
+- under its title, a "Run this locally" box with the commands that reproduce it: the stage
+  commands its front matter names (``run:``), one ``llmkb examples run NAME --profile quick`` per
+  example the page includes (a notebook page is its own example), links to those examples'
+  notebooks, and the README's main command on the home page and on pages without an example;
 - at its end, the date its source last changed (its last git commit, or the file's modification
   date when the file is uncommitted or the docs are not in a git checkout, as when the tests
   build from a copy) and an "Edit this page" link. Notebook pages are built from
@@ -81,26 +82,48 @@ def last_updated(path: Path) -> str:
 
 
 def run_commands(page) -> list[str]:
-    """The shell lines that reproduce a page, comments included."""
+    """The shell lines that reproduce a page, comments included.
+
+    A page may name the stage commands behind it in its front matter (``run:``, a list of shell
+    lines); they come after the setup line and before the page's examples.
+    """
     examples = page_example_names(page)
     lines = []
     if page.is_homepage or not examples:
         lines.append(f"{MAIN_COMMAND}   # {MAIN_COMMAND_NOTE}")
-    if examples:
+    if examples or page.meta.get("run"):
         lines.append(f"{SETUP_COMMAND}   # once, for the llmkb command")
-        lines += [f"llmkb examples run {name} --profile quick" for name in examples]
+    lines += list(page.meta.get("run") or [])
+    lines += [f"llmkb examples run {name} --profile quick" for name in examples]
     return lines
+
+
+def notebook_links(page, files) -> list[tuple[str, str]]:
+    """(example, URL relative to ``page``) of the notebook version of each example a Markdown page includes."""
+    if NOTEBOOK_PAGE.match(page.file.src_uri):
+        return []
+    links = []
+    for name in page_example_names(page):
+        notebook = files.get_file_from_path(f"generated/notebooks/{name}.ipynb")
+        if notebook is not None:
+            links.append((name, notebook.url_relative_to(page.file)))
+    return links
 
 
 def run_locally_html(page, config) -> str:
     code = html.escape("\n".join(run_commands(page)))
     repo = f' of <a href="{html.escape(config.repo_url)}">the repository</a>' if config.repo_url else ""
+    links = getattr(page, "llmkb_notebooks", [])
+    notebooks = ""
+    if links:
+        anchors = ", ".join(f'<a href="{html.escape(url)}">{html.escape(name)}</a>' for name, url in links)
+        notebooks = f"<p>Or open the notebook version: {anchors}.</p>"
     return (
         '<div class="admonition example" id="run-this-locally">'
         '<p class="admonition-title">Run this locally</p>'
         f"<p>In a clone{repo}:</p>"
         f'<div class="highlight"><pre><span></span><code>{code}</code></pre></div>'
-        "</div>"
+        f"{notebooks}</div>"
     )
 
 
@@ -117,7 +140,8 @@ def page_facts_html(page, config) -> str:
 
 
 def on_pre_page(page, config, files):
-    """Point a notebook page's edit link at the example script it is generated from."""
+    """Note the notebooks a page's run box links to; point a notebook page's edit link at its example script."""
+    page.llmkb_notebooks = notebook_links(page, files)
     if page.edit_url and NOTEBOOK_PAGE.match(page.file.src_uri):
         # The same path step that leads from the notebook to the example leads from one edit URL to the other.
         example = os.path.relpath(page_source(page, config), Path(page.file.abs_src_path).parent)

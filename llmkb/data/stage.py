@@ -37,6 +37,9 @@ class DataConfig:
     max_pages: int = 20_000  # crawl bounds
     max_depth: int = 10
     crawl_time_limit_s: float = 600
+    # Per request. Generous, so that no ordinary page of the mini-web times out on a slow or busy
+    # machine (the corpus must not depend on the CPU); the planted slow page waits 20 s.
+    crawl_timeout_s: float = 8.0
     warc_max_bytes: int = 100_000_000  # start a new WARC file past this size
     extractor: str = "resiliparse"  # or "trafilatura"
     language: str = "en"  # keep this language...
@@ -200,6 +203,7 @@ def acquire_warcs(config: DataConfig, out: Path) -> tuple[list[Path], dict | Non
 
     crawl_dir, manifest = out / "crawl", None
     bounds = {"max_pages": config.max_pages, "max_depth": config.max_depth, "time_limit_s": config.crawl_time_limit_s,
+              "timeout_s": config.crawl_timeout_s,
               "warc_max_bytes": config.warc_max_bytes}  # fmt: skip
     if config.warcs:
         # Local WARC files (e.g. from Common Crawl) are linked in, so every path reads one folder.
@@ -246,6 +250,11 @@ def run(config: DataConfig, run_dir: RunDir) -> dict:
     else:
         kept, dropped = filter_documents(documents_from_warcs(warcs), StepContext.create(config))
     funnel = funnel_rows(kept, dropped)
+    if funnel[0]["documents"] == 0:
+        # Nothing to filter: files that are not WARC at all, or only errors and redirects. Stop here
+        # rather than write an empty corpus that the tokenizer would only later call empty.
+        names = ", ".join(map(str, config.warcs or warcs))  # the files as the user named them
+        raise ValueError(f"{names}: no HTTP 200 response record in these WARC files (not WARC, damaged, or only errors)")
     docs, pii_counts = deduplicate_and_scrub(kept, funnel, dropped)
     filter_s = time.perf_counter() - t1
 
