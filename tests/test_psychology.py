@@ -35,6 +35,33 @@ def test_people_needs_every_frequency_and_settings_are_checked():
         PsychologyConfig(samples=2, min_right=3).check()
 
 
+def test_interrogate_finds_exactly_the_people_the_model_answers_right_when_sampled(monkeypatch):
+    import llmkb.sft.evaluate
+    from llmkb.psychology.hallucination import interrogate
+
+    # A scripted model: how many of 4 sampled replies are right, per person. "lucky" is right once:
+    # a greedy reply could have been that one, sampling shows it does not know.
+    right_of = {"Al Bo": 4, "Ce Di": 2, "Lu Ck": 1, "Ne Ver": 0}
+    everyone = [{**PERSON, "name": name} for name in right_of]
+    records = questions(everyone, per_person=1)
+    seen = {}
+
+    def scripted(model, tokenizer, conversations, samples, temperature, seed, max_new_tokens):
+        seen.update(samples=samples, seed=seed)
+        out = []
+        for conversation in conversations:
+            record = next(r for r in records if r["messages"][0] == conversation[0])
+            name, right = record["meta"]["name"], record["messages"][-1]["content"]
+            out.append([right] * right_of[name] + [f"{name} was born in 1234 in Nowhere."] * (samples - right_of[name]))
+        return out
+
+    monkeypatch.setattr(llmkb.sft.evaluate, "replies_per_prompt", scripted)
+    known = interrogate(None, None, records, samples=4, min_right=2, seed=7)
+    assert [r["meta"]["name"] for r, k in zip(records, known) if k] == ["Al Bo", "Ce Di"]
+    assert seen == {"samples": 4, "seed": 7}
+    assert interrogate(None, None, records, samples=4, min_right=1) == [True, True, True, False]
+
+
 @pytest.fixture(scope="module")
 def psych_run(quick_run, tmp_path_factory):
     from llmkb.stages import RunDir, run_stage

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import pytest
+import torch
 
 from llmkb.io import read_json, read_jsonl
 
@@ -50,7 +52,10 @@ def test_ppo_stage_logs_both_runs_and_saves_the_penalised_policy(rl_run):
     assert all({"reward", "true_score", "kl", "entropy"} <= set(r) for r in log)
     assert m["iterations"] == 3 and 0 <= m["win_rate_vs_sft"] <= 1
     assert (run.root / "ppo" / "reward_hacking.png").stat().st_size > 0
-    assert load_pretrained(run.root / "ppo" / "model").num_params() > 0
+    # Both runs start from the SFT model, which is also the KL reference: their first rollout has KL 0.
+    assert [r["kl"] for r in log if r["iteration"] == 0] == [0.0, 0.0]
+    saved, sft = load_pretrained(run.root / "ppo" / "model"), load_pretrained(run.root / "sft" / "model")
+    assert any(not torch.equal(a, b) for a, b in zip(saved.state_dict().values(), sft.state_dict().values()))  # it trained
     assert read_json(run.root / "ppo" / "config.json")["kl_coef"] == 1.0
 
 
@@ -59,6 +64,10 @@ def test_dpo_stage(rl_run):
     m = metrics["dpo"]
     assert m["steps"] == 4 and 0 <= m["eval_win_rate"] <= 1
     assert abs(m["eval_win"] + m["eval_tie"] + m["eval_loss"] - 1) < 1e-3
+    assert abs(m["eval_win_rate"] - (m["eval_win"] + m["eval_tie"] / 2)) < 1e-3  # a tie counts half
+    log = list(read_jsonl(run.root / "dpo" / "log.jsonl"))
+    # The policy starts as its reference (every implicit reward 0: loss log 2), then moves toward the chosen replies.
+    assert abs(log[0]["loss"] - math.log(2)) < 1e-3 and log[-1]["loss"] < log[0]["loss"] and log[-1]["margin"] > 0
     assert (run.root / "dpo" / "model" / "model.safetensors").is_file()
 
 
@@ -74,8 +83,20 @@ def test_grpo_stage_trains_three_sums_models_and_runs_grpo_through_trl(rl_run):
     for key in ("steps_accuracy", "direct_accuracy", "calc_accuracy", "calc_called", "before_sampled_accuracy", "after_accuracy",
                 "after_sampled_accuracy"):
         assert 0 <= m[key] <= 1, key
-    styles = {r["style"] for r in read_jsonl(out / "sft_log.jsonl")}
-    assert styles == {"steps", "direct", "calc"}
+    sft_log = list(read_jsonl(out / "sft_log.jsonl"))
+    assert {r["style"] for r in sft_log} == {"steps", "direct", "calc"}
+    for style in ("steps", "direct", "calc"):  # each model learns from its own data, even in 4 steps (about -0.9 here)
+        test_losses = [r["test_loss"] for r in sft_log if r["style"] == style and "test_loss" in r]
+        assert test_losses[-1] < test_losses[0] - 0.3, (style, test_losses)
+    # The accuracy in the metrics is the saved worked-steps model's, recomputed.
+    from llmkb.rl.grpo import accuracy
+    from llmkb.rl.stage import sums
+    from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
+
+    config = run.config("grpo")
+    steps_model = load_pretrained(out / "steps" / "model").eval()
+    held_out = sums(config)[1]
+    assert accuracy(steps_model, load_tokenizer(out / "steps" / "model"), held_out, config.max_new_tokens) == m["steps_accuracy"]
     log = list(read_jsonl(out / "log.jsonl"))
     assert [r["step"] for r in log] == [1, 2] and all({"correctness", "formatting"} <= set(r) for r in log)
     for folder in ("steps/model", "direct/model", "calc/model", "model"):  # HF folders with the ChatML template
