@@ -20,7 +20,7 @@ import random
 import shutil
 from pathlib import Path
 
-from llmkb.io import read_json, write_json, write_jsonl
+from llmkb.io import write_json, write_jsonl
 from llmkb.sft.config import SFTConfig
 from llmkb.stages import RunDir, Stage, register
 
