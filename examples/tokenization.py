@@ -7,7 +7,8 @@ The tokenization page includes its sections; the docs build saves its tables and
 # %% [markdown]
 # # Tokenization, end to end
 # A model reads integers, not characters. This notebook goes from a string to its UTF-8 bytes,
-# learns byte-pair merges on a toy string, then uses the tokenizer the pipeline trained.
+# learns byte-pair merges with the textbook loop and the fast trainer (they agree), shows them
+# on a toy string, then uses the tokenizer the pipeline trained.
 
 # %%
 # --8<-- [start:bytes]
@@ -17,6 +18,21 @@ print(len(text), "characters ->", len(raw), "bytes")
 print(list(raw))
 # --8<-- [end:bytes]
 assert len(raw) > len(text)  # accented letters, Chinese and emoji take 2-4 bytes each
+
+# %%
+# --8<-- [start:textbook_vs_fast]
+from llmkb.tokenizer.bpe import SPECIAL_TOKENS, BPETokenizer, train_textbook
+
+small_text = (
+    "The cat sat on the mat. The dog sat on the log. The cat and the dog sat together."
+    "<|endoftext|>A token is a piece of text; the tokenizer turns the text into tokens."
+)
+textbook_merges = train_textbook([small_text], 20)  # recounts every pair, 20 times
+fast = BPETokenizer.train([small_text], vocab_size=256 + 20 + len(SPECIAL_TOKENS))
+print("first tokens learned:", [fast.token_bytes(i).decode() for i in list(textbook_merges.values())[:10]])
+print("identical merges:", list(textbook_merges.items()) == list(fast.merges.items()))
+# --8<-- [end:textbook_vs_fast]
+assert list(textbook_merges.items()) == list(fast.merges.items())  # same pairs, same order, same ids
 
 # %%
 # --8<-- [start:toy_bpe]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import collections
 import json
 import random
 
 import pytest
 import regex
 
-from llmkb.tokenizer.bpe import SPECIAL_TOKENS, SPLIT_PATTERN, BPETokenizer, merge
+from llmkb.tokenizer.bpe import SPECIAL_TOKENS, SPLIT_PATTERN, BPETokenizer, train_textbook
 
 from tokenizer_samples import MULTILINGUAL, PROBES  # tests/ is on sys.path under pytest
 
@@ -31,28 +30,6 @@ def small_corpus() -> list[str]:
 @pytest.fixture(scope="module")
 def tok() -> BPETokenizer:
     return BPETokenizer.train(small_corpus(), vocab_size=600)
-
-
-def naive_train(texts: list[str], n_merges: int, pattern: str = SPLIT_PATTERN) -> dict:
-    """The textbook trainer: recount every pair over every chunk before each merge.
-
-    Same rules as ours: pairs never cross pre-split chunks; the most frequent pair wins and ties
-    go to the smallest (left id, right id).
-    """
-    chunks = collections.Counter(c for t in texts for c in regex.findall(pattern, t))
-    words = [(list(c.encode("utf-8")), n) for c, n in chunks.items()]
-    merges = {}
-    for k in range(n_merges):
-        counts = collections.Counter()
-        for ids, n in words:
-            for pair in zip(ids, ids[1:]):
-                counts[pair] += n
-        if not counts:
-            break
-        best = min(counts, key=lambda p: (-counts[p], p))
-        merges[best] = 256 + k
-        words = [(merge(ids, best, 256 + k), n) for ids, n in words]
-    return merges
 
 
 # ----------------------------------------------------------------------------------------------
@@ -82,11 +59,22 @@ def test_planted_pair_is_first_merge():
     assert tok.decode(tok.encode("aaabdaaabac")) == "aaabdaaabac"
 
 
-def test_incremental_trainer_matches_naive_trainer():
-    texts = small_corpus()[:6]  # keep the naive O(merges x corpus) loop quick
+def test_incremental_trainer_matches_textbook_trainer():
+    texts = small_corpus()[:6]  # keep the textbook O(merges x corpus) loop quick
     ours = BPETokenizer.train(texts, vocab_size=256 + 150, special_tokens=[])
     assert len(ours.merges) == 150
-    assert ours.merges == naive_train(texts, 150)
+    textbook = train_textbook(texts, 150, special_tokens=[])
+    assert list(ours.merges.items()) == list(textbook.items())  # same merges, same order
+    for text in texts[:2]:  # and so the same ids
+        assert ours.encode(text) == BPETokenizer(textbook, ours.special_tokens).encode(text)
+
+
+def test_textbook_trainer_skips_special_tokens_like_the_fast_one():
+    texts = ["<|endoftext|>".join(small_corpus()[6:9]) + "<|im_start|>user hi<|im_end|>"]
+    fast = BPETokenizer.train(texts, vocab_size=256 + 60 + len(SPECIAL_TOKENS))
+    textbook = train_textbook(texts, 60)
+    assert list(fast.merges.items()) == list(textbook.items())
+    assert not any(b"endoftext" in fast.vocab[i] for i in textbook.values())
 
 
 def test_training_is_deterministic_and_order_free():

@@ -14,7 +14,10 @@ How it works, top to bottom:
 3. **Merges.** Training repeatedly finds the most frequent adjacent pair of tokens and gives it a
    new id. Encoding replays those merges, lowest rank (earliest learned) first.
 
-Training counts pairs *incrementally*: the corpus is reduced once to its unique chunks with their
+Two trainers learn the same merges. :func:`train_textbook`, first in this file, is the loop as
+textbooks write it: recount every pair in the whole corpus, merge the winner everywhere, repeat.
+Each merge rescans the corpus, so it costs O(merges x corpus size) and is only usable on small
+texts. :meth:`BPETokenizer.train` is the one the pipeline uses. It counts pairs *incrementally*: the corpus is reduced once to its unique chunks with their
 frequencies, pair counts and an index "pair -> chunks that contain it" are built once, and each
 merge rewrites only the chunks that contain the merged pair, adjusting the counts of the pairs
 next to it. A heap with lazy invalidation finds the next best pair without scanning all pairs.
@@ -93,6 +96,48 @@ def special_split_pattern(specials: Iterable[str]) -> regex.Pattern | None:
 
 
 # ----------------------------------------------------------------------------------------------
+# training: the textbook loop
+
+
+# --8<-- [start:textbook]
+def train_textbook(
+    texts: Iterable[str],
+    n_merges: int,
+    special_tokens: Iterable[str] = SPECIAL_TOKENS,
+    pattern: str = SPLIT_PATTERN,
+) -> dict[tuple[int, int], int]:
+    """Learn ``n_merges`` merges the slow, obvious way; returns ``{(left id, right id): new id}``.
+
+    Every step recounts all pairs in the whole corpus and merges the most frequent one
+    everywhere, so the cost is O(merges x corpus size). It follows the same rules as
+    :meth:`BPETokenizer.train` and learns the same merges: special tokens are cut out and not
+    trained on, pairs never cross a pre-split chunk, and ties go to the smallest pair.
+
+    >>> train_textbook(["aaabdaaabac"], 3)   # "aa", then "a"+"b" (a tie won by the smaller pair)
+    {(97, 97): 256, (97, 98): 257, (256, 257): 258}
+    """
+    if isinstance(texts, str):
+        texts = [texts]
+    specials = special_split_pattern(special_tokens)
+    chunks = []  # every chunk of the corpus as a list of token ids, starting from its bytes
+    for text in texts:
+        for part in specials.split(text)[::2] if specials else [text]:  # odd items: specials
+            chunks += [list(chunk.encode("utf-8")) for chunk in regex.findall(pattern, part)]
+    merges: dict[tuple[int, int], int] = {}
+    for new_id in range(256, 256 + n_merges):
+        counts: Counter = Counter()
+        for ids in chunks:
+            counts.update(count_pairs(ids))  # pairs inside one chunk only
+        if not counts:
+            break  # every chunk is a single token already
+        pair = min(counts, key=lambda p: (-counts[p], p))  # the most frequent; ties: smallest pair
+        merges[pair] = new_id
+        chunks = [merge(ids, pair, new_id) for ids in chunks]
+    return merges
+# --8<-- [end:textbook]
+
+
+# ----------------------------------------------------------------------------------------------
 # training: the incremental pair counter
 
 
@@ -151,8 +196,8 @@ class _PairTrainer:
 
     Tie-breaking: among pairs with the same count, the heap's tuple order picks the smallest
     pair string, i.e. the smallest ``(left id, right id)``. Training is therefore deterministic
-    whatever the order of the corpus or of Python's hashing; the naive reference trainer in the
-    tests uses the same rule.
+    whatever the order of the corpus or of Python's hashing; :func:`train_textbook` uses the
+    same rule, and the tests check that the two learn identical merges.
     """
 
     def __init__(self, chunk_counts: Counter):
