@@ -3,7 +3,8 @@
 In: command-line arguments. Out: whatever the subcommand writes (run folders, the site, a report).
 
     llmkb pipeline [--run NAME] [--profile quick|default|gpu] [--jobs N]
-    llmkb data | tokenizer | pretrain | sft | reward | ppo | dpo | grpo | psychology | search | spelling [--run NAME] [--profile ...] [stage options]
+    llmkb data | tokenizer | pretrain | sft | reward | ppo | dpo | grpo | psychology | search | spelling (every registered stage)
+        [--run NAME] [--profile ...] [--set FIELD=VALUE ...] [--FIELD-NAME VALUE ...] [--out DIR]
     torchrun --nproc_per_node N -m llmkb -- pretrain [--run NAME]
     llmkb quantize | eval [--run NAME] [--model DIR] [--out results.json]
     llmkb generate [--run NAME] [--model DIR] PROMPT... [--stream] [--temperature T --top-k K --top-p P --num-beams N ...]
@@ -21,11 +22,13 @@ In: command-line arguments. Out: whatever the subcommand writes (run folders, th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import typing
 from pathlib import Path
 
-from llmkb.stages import PROFILES, RunDir, StageStopped
+from llmkb.stages import PROFILES, RunDir, Stage, StageStopped, parse_override, parse_value, stages, type_name
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +62,76 @@ def _generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole sequence at every step (slow)")
 
 
+def _field_flags(stage: Stage) -> list[tuple[str, dataclasses.Field, bool]]:
+    """(flag, field, repeatable) for each config field a flag can set: ``--field-name VALUE``; a list or
+    tuple field takes one item per flag (``seed_urls``: ``--seed-url URL``, repeatable); dicts only by ``--set``."""
+    hints = typing.get_type_hints(stage.config_cls)
+    names = {f.name for f in dataclasses.fields(stage.config_cls)}
+    flags = []
+    for f in dataclasses.fields(stage.config_cls):
+        origin = typing.get_origin(hints[f.name])
+        if origin is dict:
+            continue
+        repeatable = origin in (list, tuple)
+        name = f.name[:-1] if repeatable and f.name.endswith("s") and f.name[:-1] not in names else f.name
+        flags.append(("--" + name.replace("_", "-"), f, repeatable))
+    return flags
+
+
+def _default_of(f: dataclasses.Field):
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _stage_parser(sub, stage: Stage) -> argparse.ArgumentParser:
+    """``llmkb <stage>``: the run options, ``--set FIELD=VALUE``, ``--out DIR`` and a flag per config field."""
+    p = sub.add_parser(stage.name, help=stage.summary, description=stage.summary)
+    _run_options(p)
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="set_fields",
+                   help="set any config field (repeatable), read as the field's type; lists comma-separated; none for None")  # fmt: skip
+    p.add_argument("--out", default=None, metavar="DIR", help=f"write to DIR/{stage.name}/ instead of runs/<run>/{stage.name}/")
+    hints = typing.get_type_hints(stage.config_cls)
+    fields = p.add_argument_group(f"{stage.config_cls.__name__} fields (defaults before the profile's own)")
+    for flag, f, repeatable in _field_flags(stage):
+        kind = typing.get_args(hints[f.name])[0] if repeatable else hints[f.name]
+        fields.add_argument(flag, action="append" if repeatable else "store", default=argparse.SUPPRESS,
+                            dest="field:" + f.name, metavar=type_name(kind).upper().replace(" ", ""),
+                            help=f"{f.name} ({type_name(hints[f.name])}, default {_default_of(f)!r})" + ("; repeatable" if repeatable else ""))  # fmt: skip
+    return p
+
+
+def stage_overrides(stage: Stage, args: argparse.Namespace) -> dict:
+    """The config fields the command line sets: the per-field flags, then ``--set`` (which wins)."""
+    hints = typing.get_type_hints(stage.config_cls)
+    overrides = {}
+    for key, raw in vars(args).items():
+        if not key.startswith("field:"):
+            continue
+        name = key.removeprefix("field:")
+        annotation = hints[name]
+        try:
+            if isinstance(raw, list):  # a repeatable flag: one item each
+                item = typing.get_args(annotation)[0]
+                values = [parse_value(item, text) for text in raw]
+                overrides[name] = values if typing.get_origin(annotation) is list else tuple(values)
+            else:
+                overrides[name] = parse_value(annotation, raw)
+        except ValueError as e:
+            raise ValueError(f"stage {stage.name!r}: field {name} is {type_name(annotation)}; cannot read {raw!r} as one") from e
+    overrides.update(parse_override(stage, text) for text in args.set_fields)
+    return overrides
+
+
+def print_results(results, out: str | None = None, markdown=None) -> None:
+    """Print ``results`` as JSON (and ``markdown(results)`` when given); write the JSON to ``out`` too when set."""
+    print(json.dumps(results, indent=2))
+    if markdown is not None:
+        print(markdown(results))
+    if out:
+        from llmkb.io import write_json
+
+        write_json(out, results)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmkb", description="Build a tiny LLM stage by stage, and the site that explains it.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,47 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=_at_least_one, default=None, metavar="N",
                    help="stages run at once once their inputs exist (default: 2 on 2+ cores, else 1)")  # fmt: skip
 
-    p = sub.add_parser("data", help="crawl the mini-web (or any site, or WARC files) into a clean corpus")
-    _run_options(p)
-    p.add_argument("--seed-url", action="append", default=None, metavar="URL", help="crawl this site instead of the mini-web")
-    p.add_argument("--warc", action="append", default=None, metavar="FILE", help="read local WARC files instead of crawling")
-    p.add_argument("--out", default=None, metavar="DIR", help="write to DIR/data/ instead of runs/<run>/data/")
-    p.add_argument("--pages", type=int, default=None, help="size of the generated mini-web")
-    p.add_argument("--tasks", type=int, default=None, help="run the per-document steps as N datatrove tasks")
-    p.add_argument("--extractor", choices=["resiliparse", "trafilatura"], default=None)
-
-    p = sub.add_parser("tokenizer", help="train the byte-level BPE tokenizer (from scratch; saved in HF format too)")
-    _run_options(p)
-    p.add_argument("--vocab-size", type=int, default=None, help="256 bytes + merges + special tokens")
-    p.add_argument("--input", action="append", default=None, metavar="FILE", help="train on UTF-8 text files instead of the run's corpus")
-
-    p = sub.add_parser("pretrain", help="pretrain the GPT on the corpus (resumes; runs DDP under torchrun)")
-    _run_options(p)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--stop-after", type=int, default=None, metavar="N", help="stop after N steps (with a checkpoint); run again to resume")
-    p.add_argument("--mix", choices=["focused", "all"], default=None, help="planted pages + some filler (default), or the whole corpus")
-    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--compile", choices=["auto", "yes", "no"], default=None, help="torch.compile: auto = on CUDA only")
-
-    p = sub.add_parser("sft", help="fine-tune the base model on ChatML conversations (our loop or trl; all weights or LoRA)")
-    _run_options(p)
-    p.add_argument("--trainer", choices=["ours", "trl"], default=None, help="our loop (default) or trl's SFTTrainer")
-    p.add_argument("--method", choices=["full", "lora"], default=None, help="train every weight (default) or LoRA adapters")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--max-steps", type=int, default=None, help="stop after N steps (overrides --epochs)")
-    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--compile", choices=["auto", "yes", "no"], default=None, help="torch.compile: auto = on CUDA only")
-
-    for name, help_text in (("reward", "rank sampled SFT replies with the scripted labeler; train a reward model"),
-                            ("ppo", "PPO against the reward model, with and without a KL penalty"),
-                            ("dpo", "DPO on the reward stage's preference pairs"),
-                            ("grpo", "small models taught sums (worked steps, direct answers, a calculator tool), then GRPO through trl"),
-                            ("psychology", "the SFT model's hallucinations; interrogate it, train refusals, measure again"),
-                            ("search", "teach the SFT model a search tool over the crawled text; answers with and without it"),
-                            ("spelling", "teach the SFT model to spell and count letters; taught vs new words, one token vs several")):  # fmt: skip
-        p = sub.add_parser(name, help=help_text)
-        _run_options(p)
-        p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
+    for stage in stages():  # one subcommand per registered stage, its options from its config dataclass
+        _stage_parser(sub, stage)
 
     for name, help_text in (("quantize", "int8 and 4-bit weights for the base model: size and perplexity of each method"),
                             ("eval", "perplexity on held-out text and exact match on arithmetic")):  # fmt: skip
@@ -181,21 +215,12 @@ def _dispatch(args) -> int:
         from llmkb.pipeline import run_pipeline
 
         run_pipeline(_run_dir(args), args.profile, jobs=args.jobs)
-    elif args.command in ("data", "tokenizer", "pretrain", "sft", "reward", "ppo", "dpo", "grpo", "psychology", "search", "spelling"):
-        from llmkb.stages import run_stage
+    elif hasattr(args, "set_fields"):  # a stage's subcommand
+        from llmkb.stages import get_stage, run_stage
 
-        overrides = {
-            "data": lambda: {"seed_urls": args.seed_url, "warcs": args.warc, "pages": args.pages,
-                             "tasks": args.tasks, "extractor": args.extractor},
-            "tokenizer": lambda: {"vocab_size": args.vocab_size, "inputs": args.input},
-            "pretrain": lambda: {"max_steps": args.max_steps, "stop_after": args.stop_after, "mix": args.mix,
-                                 "device": args.device, "compile": args.compile},
-            "sft": lambda: {"trainer": args.trainer, "method": args.method, "epochs": args.epochs, "max_steps": args.max_steps,
-                            "device": args.device, "compile": args.compile},
-        }.get(args.command, lambda: {"device": args.device})()  # fmt: skip
-        run = RunDir(Path(args.out)) if getattr(args, "out", None) else _run_dir(args)
-        metrics = run_stage(args.command, run, args.profile, **overrides)
-        print(json.dumps(metrics, indent=2))
+        stage = get_stage(args.command)
+        run = RunDir(Path(args.out)) if args.out else _run_dir(args)
+        print_results(run_stage(stage.name, run, args.profile, **stage_overrides(stage, args)))
     elif args.command in ("quantize", "eval"):
         results = _measure_model(args)
         if args.out:
@@ -235,12 +260,7 @@ def _dispatch(args) -> int:
         pretrain = _run_dir(args).require("pretrain")
         results = run_benchmark(pretrain / "model", pretrain / "shards", new_tokens=args.new_tokens,
                                 draft_steps=args.draft_steps, repeat=args.repeat, threads=args.threads)  # fmt: skip
-        print(json.dumps(results, indent=2))
-        print(to_markdown(results))
-        if args.out:
-            from llmkb.io import write_json
-
-            write_json(args.out, results)
+        print_results(results, args.out, to_markdown)
     elif args.command == "bench" and args.what == "pretrain":
         from llmkb.pretrain.bench import run_benchmark, to_markdown
         from llmkb.stages import get_stage
@@ -248,24 +268,14 @@ def _dispatch(args) -> int:
         shards = _run_dir(args).require("pretrain") / "shards"  # the run's shards, read only
         config = get_stage("pretrain").config(args.profile)
         results = run_benchmark(shards, config, args.steps, args.warmup, threads=args.threads, repeat=args.repeat)
-        print(json.dumps(results, indent=2))
-        print(to_markdown(results))
-        if args.out:
-            from llmkb.io import write_json
-
-            write_json(args.out, results)
+        print_results(results, args.out, to_markdown)
     elif args.command == "bench":
         from llmkb.corpus import build_corpus
         from llmkb.tokenizer.bench import run_benchmark, to_markdown
 
         texts = [d["text"] for d in build_corpus(int(args.megabytes * 1e6))]
         results = run_benchmark(texts, args.vocab_size, args.repeat)
-        print(json.dumps(results, indent=2))
-        print(to_markdown(results))
-        if args.out:
-            from llmkb.io import write_json
-
-            write_json(args.out, results)
+        print_results(results, args.out, to_markdown)
     return 0
 
 
@@ -277,7 +287,6 @@ def _bench_data(args) -> None:
     from llmkb.data.crawl import iter_warc_responses
     from llmkb.data.dedup import benchmark_minhash
     from llmkb.data.extract import benchmark_extraction
-    from llmkb.io import write_json
     from llmkb.stages import run_stage
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -295,9 +304,7 @@ def _bench_data(args) -> None:
             "extraction": benchmark_extraction(pages),
             "minhash": benchmark_minhash(2000),
         }
-    print(json.dumps(results, indent=2))
-    if args.out:
-        write_json(args.out, results)
+    print_results(results, args.out)
 
 
 def _measure_model(args) -> dict | list:

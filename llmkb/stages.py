@@ -13,6 +13,8 @@ import dataclasses
 import importlib
 import os
 import time
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +55,77 @@ class Stage:
         """The stage's config for ``profile``, with explicit ``overrides`` applied last."""
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-        fields = {**self.profiles.get(profile, {}), **{k: v for k, v in overrides.items() if v is not None}}
+        fields = {**self.profiles.get(profile, {}), **overrides}
         return self.config_cls(**fields)
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def parse_value(annotation: Any, text: str) -> Any:
+    """``text`` as a value of ``annotation`` (a config field's type); ValueError if it is not one.
+
+    >>> parse_value(int, "8"), parse_value(float, "3e-4"), parse_value(bool, "no"), parse_value(int | None, "none")
+    (8, 0.0003, False, None)
+    >>> parse_value(list[str], "a.txt,b.txt"), parse_value(tuple[str, ...], "q,v"), parse_value(dict[str, int], "a:1,b:2")
+    (['a.txt', 'b.txt'], ('q', 'v'), {'a': 1, 'b': 2})
+    """
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if text.strip().lower() in ("none", "null") and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return parse_value(inner, text)
+    if origin in (list, tuple):
+        items = [parse_value(args[0] if args else str, part.strip()) for part in text.split(",") if part.strip()]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        key_type, value_type = args or (str, str)
+        pairs = [part.split(":", 1) for part in text.split(",") if part.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError(f"expected KEY:VALUE pairs separated by commas, got {text!r}")
+        return {parse_value(key_type, k.strip()): parse_value(value_type, v.strip()) for k, v in pairs}
+    if annotation is bool:
+        if text.strip().lower() in _TRUE + _FALSE:
+            return text.strip().lower() in _TRUE
+        raise ValueError(f"expected one of {', '.join(_TRUE + _FALSE)}, got {text!r}")
+    if annotation in (int, float, str):
+        return annotation(text)
+    raise ValueError(f"fields of type {annotation} cannot be set from the command line")
+
+
+def type_name(annotation: Any) -> str:
+    """How a field's type reads in messages: ``int``, ``list[str]``, ``int | None``."""
+    return annotation.__name__ if isinstance(annotation, type) and not typing.get_args(annotation) else str(annotation)
+
+
+def parse_override(stage: "Stage", text: str) -> tuple[str, Any]:
+    """``FIELD=VALUE`` as (field, value), the value parsed by the type of ``stage``'s config field.
+
+    An unknown field, a missing ``=`` or a value of the wrong type is a ValueError that says what was expected.
+
+    >>> from dataclasses import make_dataclass
+    >>> toy = Stage("toy", "a toy stage", make_dataclass("ToyConfig", [("n_layer", int, 2), ("lr", float, 1e-3)]), run=None)
+    >>> parse_override(toy, "n_layer=8"), parse_override(toy, "lr=0.01")
+    (('n_layer', 8), ('lr', 0.01))
+    >>> parse_override(toy, "layers=8")
+    Traceback (most recent call last):
+    ValueError: stage 'toy' has no config field 'layers'; its fields: lr, n_layer
+    >>> parse_override(toy, "n_layer=eight")
+    Traceback (most recent call last):
+    ValueError: stage 'toy': field n_layer is int; cannot read 'eight' as one
+    """
+    name, sep, value = text.partition("=")
+    name = name.strip().replace("-", "_")
+    hints = typing.get_type_hints(stage.config_cls)
+    if not sep or not name:
+        raise ValueError(f"stage {stage.name!r}: expected FIELD=VALUE, got {text!r}")
+    if name not in hints or name not in {f.name for f in dataclasses.fields(stage.config_cls)}:
+        raise ValueError(f"stage {stage.name!r} has no config field {name!r}; its fields: {', '.join(sorted(hints))}")
+    try:
+        return name, parse_value(hints[name], value)
+    except ValueError as e:
+        raise ValueError(f"stage {stage.name!r}: field {name} is {type_name(hints[name])}; cannot read {value!r} as one") from e
 
 
 _REGISTRY: dict[str, Stage] = {}
