@@ -23,9 +23,11 @@ groups = Counter()
 for name, p in model.named_parameters():  # a tied LM head is the embedding table, counted once
     part = name.split(".")[-2] if "layers" in name else name.split(".")[0]
     groups[part] += p.numel()
-knobs_table = "| part | parameters | share |\n|---|---:|---:|\n" + "\n".join(
-    f"| `{part}` | {n:,} | {n / model.num_params():.1%} |" for part, n in groups.most_common()
-) + f"\n| **total** | **{model.num_params():,}** | |\n"
+knobs_table = (
+    "| part | parameters | share |\n|---|---:|---:|\n"
+    + "\n".join(f"| `{part}` | {n:,} | {n / model.num_params():.1%} |" for part, n in groups.most_common())
+    + f"\n| **total** | **{model.num_params():,}** | |\n"
+)
 print(knobs_table)
 # --8<-- [end:knobs]
 from llmkb.examples import context

@@ -11,8 +11,6 @@ The base-model page includes its sections; the docs build saves its tables.
 
 # %%
 # --8<-- [start:load]
-import torch
-
 from llmkb.examples import context
 from llmkb.io import read_json
 from llmkb.model.hf import load_pretrained as load_model
@@ -24,7 +22,9 @@ model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
 truth = read_json(ctx.run.require("data") / "miniweb" / "manifest.json")  # what the mini-web planted
 frequent = [e for e in truth["entities"] if e["frequency"] == "frequent"]
 person = frequent[0]
-print(f"{model.num_params():,} parameters; {person['name']!r} appears on {len(person['pages'])} pages:", person["facts"])
+print(
+    f"{model.num_params():,} parameters; {person['name']!r} appears on {len(person['pages'])} pages:", person["facts"]
+)
 # --8<-- [end:load]
 quick = ctx.profile == "quick"  # the quick profile's model trains for seconds: it shows the mechanics, not the skills
 
@@ -47,7 +47,10 @@ from llmkb.pretrain.probes import sample
 samples = [sample(model, tokenizer, prompt, max_new_tokens=24, temperature=1.0, seed=s) for s in range(5)]
 for s in samples:
     print(repr(s))
-print("greedy, twice:", sample(model, tokenizer, prompt, 12, temperature=0) == sample(model, tokenizer, prompt, 12, temperature=0))
+print(
+    "greedy, twice:",
+    sample(model, tokenizer, prompt, 12, temperature=0) == sample(model, tokenizer, prompt, 12, temperature=0),
+)
 # --8<-- [end:stochastic]
 assert len(set(samples)) >= 3  # the same prompt, different continuations
 
@@ -69,9 +72,13 @@ rows = ["| passage | times in the training mix | tokens recited exactly (of 40) 
 recitals = {}
 for passage in truth["passages"]:
     seen = sum(t.count(passage["text"]) for t in texts)
-    recitals[passage["id"]] = recital = regurgitation(model, tokenizer, passage["text"], prefix_tokens=12, continue_tokens=40)
+    recitals[passage["id"]] = recital = regurgitation(
+        model, tokenizer, passage["text"], prefix_tokens=12, continue_tokens=40
+    )
     rows.append(f"| {passage['id']} | {seen} | {recital.matched_tokens} |")
-    print(f"[{passage['id']}] given: {recital.prefix!r}\n  model: {recital.produced!r}\n  truth: {recital.expected!r}\n")
+    print(
+        f"[{passage['id']}] given: {recital.prefix!r}\n  model: {recital.produced!r}\n  truth: {recital.expected!r}\n"
+    )
 regurgitation_table = "\n".join(rows) + "\n"
 ctx.save_text("regurgitation.md", regurgitation_table)
 print(regurgitation_table)
@@ -136,7 +143,9 @@ assert len(rows) == 5
 # --8<-- [start:induction]
 from llmkb.pretrain.probes import repeat_accuracy
 
-first, second = repeat_accuracy(model, vocab_low=256, vocab_high=tokenizer.vocab_size, length=40)  # no byte or special tokens
+first, second = repeat_accuracy(
+    model, vocab_low=256, vocab_high=tokenizer.vocab_size, length=40
+)  # no byte or special tokens
 print(f"random tokens, first time through: {first:.0%} predicted; second time through: {second:.0%}")
 # --8<-- [end:induction]
 assert first < 0.1  # a random sequence cannot be predicted the first time through

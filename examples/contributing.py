@@ -25,7 +25,11 @@ before = (scratch / "mkdocs.yml").read_text().splitlines()
 for path in new_page(scratch, "beyond/mixture-of-experts"):
     print(f"wrote {path.relative_to(scratch)}")
 after = (scratch / "mkdocs.yml").read_text().splitlines()
-added = [line[1:] for line in difflib.unified_diff(before, after, lineterm="", n=0) if line.startswith("+") and not line.startswith("+++")]
+added = [
+    line[1:]
+    for line in difflib.unified_diff(before, after, lineterm="", n=0)
+    if line.startswith("+") and not line.startswith("+++")
+]
 print("lines added to the nav:", *added, sep="\n")
 # --8<-- [end:scaffold]
 assert any(line.strip() == "- Mixture of experts: beyond/mixture-of-experts.md" for line in added)

@@ -30,7 +30,9 @@ text = extract_text(html, responses[url]["headers"].get("Content-Type"))
 lang, score = detect(text)
 reason, text = quality_reason(text)
 clean, found = scrub(text)
-print(f"{url}\nHTML {len(html):,} bytes -> text {len(text):,} characters; language {lang} ({score:.2f}); quality: {reason or 'pass'}; PII replaced: {found}")
+print(
+    f"{url}\nHTML {len(html):,} bytes -> text {len(text):,} characters; language {lang} ({score:.2f}); quality: {reason or 'pass'}; PII replaced: {found}"
+)
 # --8<-- [end:one_page]
 before_after = (
     f"**HTML as crawled** (first 600 of {len(html):,} bytes):\n\n```html\n{html[:600].decode('utf-8', 'replace')}\n```\n\n"
@@ -42,8 +44,12 @@ assert all(item["value"] not in clean for item in pages[url]["pii"])
 
 # %%
 # --8<-- [start:thresholds]
-scores = [(d["lang"], d["lang_score"]) for d in read_jsonl(data_dir / "dropped.jsonl") if d.get("lang_score") is not None]
-scores += [(d["lang"], d["lang_score"]) for name in ("train", "heldout") for d in read_jsonl(data_dir / f"{name}.jsonl")]
+scores = [
+    (d["lang"], d["lang_score"]) for d in read_jsonl(data_dir / "dropped.jsonl") if d.get("lang_score") is not None
+]
+scores += [
+    (d["lang"], d["lang_score"]) for name in ("train", "heldout") for d in read_jsonl(data_dir / f"{name}.jsonl")
+]
 rows = ["| threshold | English documents kept | share of all scored |", "|---:|---:|---:|"]
 for threshold in (0.3, 0.5, 0.65, 0.8, 0.9, 0.95):
     kept = sum(lang == "en" and s >= threshold for lang, s in scores)
@@ -74,12 +80,19 @@ from llmkb.data.dedup import candidate_probability
 similarity = np.linspace(0, 1, 101)
 fig, ax = plt.subplots(figsize=(6, 3.4))
 for bands, rows_per_band in ((14, 8), (20, 5), (9, 13)):
-    ax.plot(similarity, [candidate_probability(s, bands, rows_per_band) for s in similarity], label=f"{bands} bands x {rows_per_band} rows")
+    ax.plot(
+        similarity,
+        [candidate_probability(s, bands, rows_per_band) for s in similarity],
+        label=f"{bands} bands x {rows_per_band} rows",
+    )
 ax.axvline(0.8, color="gray", linestyle=":")
 ax.set_xlabel("Jaccard similarity of two documents (word 5-grams)")
 ax.set_ylabel("chance they become a candidate pair")
 ax.legend()
-print("FineWeb's 14 x 8 at Jaccard 0.7 / 0.8 / 0.9: " + " / ".join(f"{candidate_probability(s, 14, 8):.1%}" for s in (0.7, 0.8, 0.9)))
+print(
+    "FineWeb's 14 x 8 at Jaccard 0.7 / 0.8 / 0.9: "
+    + " / ".join(f"{candidate_probability(s, 14, 8):.1%}" for s in (0.7, 0.8, 0.9))
+)
 # --8<-- [end:minhash]
 ctx.save_figure("minhash.png", fig)
 assert candidate_probability(0.8, 14, 8) > 0.9 > candidate_probability(0.5, 14, 8)

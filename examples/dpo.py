@@ -22,8 +22,10 @@ dpo_dir = ctx.ensure("dpo")  # runs sft -> reward -> dpo if this run lacks them
 metrics, config = ctx.run.metrics("dpo"), read_json(dpo_dir / "config.json")
 train_pairs, test_pairs = load_pairs(ctx.run, "train"), load_pairs(ctx.run, "test")
 print(f"{len(train_pairs):,} training pairs, {len(test_pairs):,} held-out pairs (the reward stage's)")
-print(f"beta {config['beta']}, learning rate {config['lr']}, {metrics['steps']} steps of {config['batch_size']} pairs "
-      f"({metrics['steps'] * config['batch_size'] / len(train_pairs):.2f} passes), {metrics['wall_s']:.0f} s")
+print(
+    f"beta {config['beta']}, learning rate {config['lr']}, {metrics['steps']} steps of {config['batch_size']} pairs "
+    f"({metrics['steps'] * config['batch_size'] / len(train_pairs):.2f} passes), {metrics['wall_s']:.0f} s"
+)
 # --8<-- [end:load]
 quick = ctx.profile == "quick"  # tiny models and a few steps: the mechanics run, the numbers mean nothing
 
@@ -45,8 +47,10 @@ with torch.no_grad():
 print("log p(reply) under the reference and the policy; the implicit reward is beta * (policy - reference):")
 for i, pair in enumerate(shown):
     for kind, ref, pol in (("chosen", ref_chosen, pol_chosen), ("rejected", ref_rejected, pol_rejected)):
-        print(f"  {kind:>8} {ref[i].item():7.2f} -> {pol[i].item():7.2f}  reward {config['beta'] * (pol[i] - ref[i]).item():+.3f}"
-              f"  {pair[kind][:60]!r}")
+        print(
+            f"  {kind:>8} {ref[i].item():7.2f} -> {pol[i].item():7.2f}  reward {config['beta'] * (pol[i] - ref[i]).item():+.3f}"
+            f"  {pair[kind][:60]!r}"
+        )
 start, *_ = dpo_loss(ref_chosen, ref_rejected, ref_chosen, ref_rejected, config["beta"])  # policy == reference
 after, *_ = dpo_loss(pol_chosen, pol_rejected, ref_chosen, ref_rejected, config["beta"])
 print(f"DPO loss of these 4 held-out pairs: {start.item():.4f} before training (ln 2), {after.item():.4f} after")
@@ -67,12 +71,18 @@ window = max(1, min(10, len(log) // 5))  # a running mean over a few steps: sing
 
 def smooth(key):
     values = [r[key] for r in log]
-    return [sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
+    return [
+        sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1])
+        for i in range(len(values))
+    ]
 
 
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-for ax, key, title in zip(axes, ("loss", "margin", "accuracy"),
-                          ("DPO loss (ln 2 at the start)", "reward margin, chosen - rejected", "pairs ranked right")):
+for ax, key, title in zip(
+    axes,
+    ("loss", "margin", "accuracy"),
+    ("DPO loss (ln 2 at the start)", "reward margin, chosen - rejected", "pairs ranked right"),
+):
     ax.plot(steps, [r[key] for r in log], alpha=0.3, label="per batch")
     ax.plot(steps, smooth(key), label=f"mean of {window} steps")
     ax.set(title=title, xlabel="DPO step")
@@ -82,9 +92,14 @@ axes[0].legend()
 fig.tight_layout()
 ctx.save_figure("log.png", fig)
 for label, rows in (("first 10 steps", log[:10]), ("last 10 steps", log[-10:])):
-    mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("loss", "margin", "accuracy", "chosen_reward", "rejected_reward")}
-    print(f"{label:>14}: loss {mean['loss']:.3f}, margin {mean['margin']:+.3f}, accuracy {mean['accuracy']:.2f}, "
-          f"reward chosen {mean['chosen_reward']:+.3f} / rejected {mean['rejected_reward']:+.3f}")
+    mean = {
+        k: sum(r[k] for r in rows) / len(rows)
+        for k in ("loss", "margin", "accuracy", "chosen_reward", "rejected_reward")
+    }
+    print(
+        f"{label:>14}: loss {mean['loss']:.3f}, margin {mean['margin']:+.3f}, accuracy {mean['accuracy']:.2f}, "
+        f"reward chosen {mean['chosen_reward']:+.3f} / rejected {mean['rejected_reward']:+.3f}"
+    )
 # --8<-- [end:log]
 assert log[0]["loss"] == round(0.693147, 5) and log[0]["margin"] == 0.0  # the policy starts as the reference
 if not quick:
@@ -92,7 +107,9 @@ if not quick:
 
 # %%
 # --8<-- [start:implicit-reward]
-encoded = [encode_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"], reference.config.context) for p in test_pairs]
+encoded = [
+    encode_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"], reference.config.context) for p in test_pairs
+]
 right = 0
 with torch.no_grad():
     for i in range(0, len(encoded), 64):
@@ -109,12 +126,16 @@ if not quick:
 # %%
 # --8<-- [start:win-rate]
 ppo = ctx.run.metrics("ppo") if (ctx.run.root / "ppo" / "metrics.json").exists() else {}
-print(f"DPO against SFT on held-out questions (greedy replies, scored by the labeler): win {metrics['eval_win']:.0%}, "
-      f"tie {metrics['eval_tie']:.0%}, loss {metrics['eval_loss']:.0%}; win rate {metrics['eval_win_rate']:.3f}")
+print(
+    f"DPO against SFT on held-out questions (greedy replies, scored by the labeler): win {metrics['eval_win']:.0%}, "
+    f"tie {metrics['eval_tie']:.0%}, loss {metrics['eval_loss']:.0%}; win rate {metrics['eval_win_rate']:.3f}"
+)
 print(f"mean true score: DPO {metrics['eval_true_score']:.3f}, SFT {metrics['eval_baseline_true_score']:.3f}")
 if ppo:
-    print(f"PPO's win rate against SFT: {ppo['win_rate_vs_sft']:.3f} with its KL penalty, "
-          f"{ppo['no_kl_win_rate_vs_sft']:.3f} without")
+    print(
+        f"PPO's win rate against SFT: {ppo['win_rate_vs_sft']:.3f} with its KL penalty, "
+        f"{ppo['no_kl_win_rate_vs_sft']:.3f} without"
+    )
 # --8<-- [end:win-rate]
 assert abs(metrics["eval_win"] + metrics["eval_tie"] + metrics["eval_loss"] - 1) < 1e-3
 
@@ -127,11 +148,16 @@ from llmkb.rl.stage import questions
 from llmkb.sft.evaluate import prompt_of, respond
 
 held_out = questions(ctx.run)[1]
-greedy = [true_score(r, text, ended) for r, (text, ended) in zip(held_out, respond(reference, tokenizer, [prompt_of(r) for r in held_out], 48))]
+greedy = [
+    true_score(r, text, ended)
+    for r, (text, ended) in zip(held_out, respond(reference, tokenizer, [prompt_of(r) for r in held_out], 48))
+]
 best = RULES["right"] + RULES["ended"] + RULES["names_person"]
 print(f"the labeler's best score: {best}")
-print(f"SFT, greedy replies to the {len(held_out)} held-out questions: mean {sum(greedy) / len(greedy):.2f}, "
-      f"{sum(s == best for s in greedy) / len(greedy):.0%} of them at the best score")
+print(
+    f"SFT, greedy replies to the {len(held_out)} held-out questions: mean {sum(greedy) / len(greedy):.2f}, "
+    f"{sum(s == best for s in greedy) / len(greedy):.0%} of them at the best score"
+)
 print("  most common scores:", dict(Counter(greedy).most_common(4)))
 print(f"SFT, sampled replies (temperature 1) the pairs were made of: mean {reward_metrics['sample_true_score']:.2f}")
 # --8<-- [end:ceiling]

@@ -49,7 +49,10 @@ strategies_table = "\n".join(rows) + "\n"
 ctx.save_text("strategies.md", strategies_table)
 print(strategies_table)
 # --8<-- [end:strategies]
-assert outputs["greedy"] == generate(model, tokenizer, prompt, GenerationConfig(max_new_tokens=24, temperature=1.0, top_k=1, seed=5))[0]
+assert (
+    outputs["greedy"]
+    == generate(model, tokenizer, prompt, GenerationConfig(max_new_tokens=24, temperature=1.0, top_k=1, seed=5))[0]
+)
 
 # %%
 # --8<-- [start:distribution]

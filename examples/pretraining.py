@@ -35,7 +35,9 @@ train_data = TokenShards.open(pretrain_dir / "shards", "train")
 x, y = train_data.batch(batch_size=2, context=16, generator=torch.Generator().manual_seed(0))
 print("inputs  (B, T):", tuple(x.shape), "  targets (B, T):", tuple(y.shape))
 for t in range(5):
-    print(f"position {t}: sees {tokenizer.decode(x[0, : t + 1])!r:<40} must predict {tokenizer.decode(y[0, t : t + 1])!r}")
+    print(
+        f"position {t}: sees {tokenizer.decode(x[0, : t + 1])!r:<40} must predict {tokenizer.decode(y[0, t : t + 1])!r}"
+    )
 # --8<-- [end:batch]
 assert torch.equal(x[:, 1:], y[:, :-1])  # targets are the inputs shifted by one
 
@@ -73,7 +75,10 @@ rows = [
     ("training speed", f"{metrics['tokens_per_s']:,.0f} tokens/s"),
     ("time in training steps", f"{metrics['train_s']:.0f} s"),
     ("held-out loss", f"{metrics['val_loss']:.3f} nats/token (perplexity {metrics['val_perplexity']})"),
-    ("unigram baseline", f"{metrics['unigram_val_loss']:.3f} nats/token (perplexity {metrics['unigram_val_perplexity']})"),
+    (
+        "unigram baseline",
+        f"{metrics['unigram_val_loss']:.3f} nats/token (perplexity {metrics['unigram_val_perplexity']})",
+    ),
 ]
 result_table = "| | |\n|---|---:|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n"
 ctx.save_text("result.md", result_table)
@@ -111,7 +116,10 @@ with tempfile.TemporaryDirectory() as tmp:
     whole, split = Path(tmp, "whole"), Path(tmp, "split")
     train(tiny, train_data, val_data, whole)  # 30 steps in one go
     first = train(PretrainConfig(**{**vars(tiny), "stop_after": 12}), train_data, val_data, split)
-    print(f"interrupted after step {first['steps']}; the checkpoint holds step", read_json(split / "checkpoint" / "state.json")["step"])
+    print(
+        f"interrupted after step {first['steps']}; the checkpoint holds step",
+        read_json(split / "checkpoint" / "state.json")["step"],
+    )
     train(tiny, train_data, val_data, split)  # same command again: resumes from the checkpoint
     losses_whole = [r["loss"] for r in read_jsonl(whole / "log.jsonl")]
     losses_split = [r["loss"] for r in read_jsonl(split / "log.jsonl")]

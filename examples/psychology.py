@@ -29,7 +29,9 @@ config = ctx.run.config("psychology")
 everyone = people(ctx.run.require("data") / "miniweb" / "manifest.json")
 probe, measure, entities = groups(config, ctx.run, conversations(ctx.run))  # the same questions the stage asked
 for frequency, group in everyone.items():
-    print(f"{frequency:>8}: {len(group)} people, e.g. {group[0]['name']} (pages about them: {len(group[0].get('pages', []))})")
+    print(
+        f"{frequency:>8}: {len(group)} people, e.g. {group[0]['name']} (pages about them: {len(group[0].get('pages', []))})"
+    )
 print()
 for name, records in measure.items():
     print(f"held-out group {name!r}: {len(records)} questions")
@@ -57,8 +59,10 @@ assert len(replies) == len(never)
 hallucination = read_json(psy_dir / "hallucination.json")
 table = "| people asked about | questions | right | refused | made up |\n|---|---:|---:|---:|---:|\n"
 for name, row in hallucination["before"].items():
-    table += (f"| {name} | {hallucination['questions'][name]} | {row['right']:.0%} | {row['refused']:.0%} | "
-              f"{row['made_up']:.0%} |\n")
+    table += (
+        f"| {name} | {hallucination['questions'][name]} | {row['right']:.0%} | {row['refused']:.0%} | "
+        f"{row['made_up']:.0%} |\n"
+    )
 ctx.save_text("before.md", table)
 print(table)
 # --8<-- [end:before]
@@ -69,8 +73,10 @@ if not quick:
 # --8<-- [start:interrogate]
 refusal_data = list(read_jsonl(psy_dir / "refusals" / "data.jsonl"))
 frequency_of = {e["name"]: f for f, group in everyone.items() for e in group}
-print(f"interrogation: {metrics['probe_questions']} questions, {config.samples} sampled replies each; "
-      f"known if at least {config.min_right} is right")
+print(
+    f"interrogation: {metrics['probe_questions']} questions, {config.samples} sampled replies each; "
+    f"known if at least {config.min_right} is right"
+)
 print(f"not known: {metrics['unknown_questions']} questions, which become refusal conversations")
 probed = Counter(frequency_of[r["meta"]["name"]] for r in probe)
 unknown = Counter(frequency_of[r["meta"]["name"]] for r in refusal_data)
@@ -86,15 +92,21 @@ assert all(r["type"] == "refusal" and r["meta"]["name"] in r["messages"][1]["con
 
 # %%
 # --8<-- [start:after]
-table = ("| people asked about | right: before | right: after | refused: before | refused: after | "
-         "made up: before | made up: after |\n|---|---:|---:|---:|---:|---:|---:|\n")
+table = (
+    "| people asked about | right: before | right: after | refused: before | refused: after | "
+    "made up: before | made up: after |\n|---|---:|---:|---:|---:|---:|---:|\n"
+)
 for name, before in hallucination["before"].items():
     after = hallucination["after"][name]
-    table += (f"| {name} | {before['right']:.0%} | {after['right']:.0%} | {before['refused']:.0%} | "
-              f"{after['refused']:.0%} | {before['made_up']:.0%} | {after['made_up']:.0%} |\n")
+    table += (
+        f"| {name} | {before['right']:.0%} | {after['right']:.0%} | {before['refused']:.0%} | "
+        f"{after['refused']:.0%} | {before['made_up']:.0%} | {after['made_up']:.0%} |\n"
+    )
 ctx.save_text("before_after.md", table)
 print(table)
-print(f"SFT redone from the base model on the SFT data + {len(refusal_data)} refusals: {metrics['retrain_steps']} steps")
+print(
+    f"SFT redone from the base model on the SFT data + {len(refusal_data)} refusals: {metrics['retrain_steps']} steps"
+)
 # --8<-- [end:after]
 if not quick:
     for name in ("once (new names)", "never (new names)"):
@@ -112,11 +124,15 @@ assert len(after_replies) == len(never)
 # %%
 # --8<-- [start:memory]
 memory = read_json(psy_dir / "memory.json")
-table = ("| people asked about | right from memory | questions with the passage | right with the passage |\n"
-         "|---|---:|---:|---:|\n")
+table = (
+    "| people asked about | right from memory | questions with the passage | right with the passage |\n"
+    "|---|---:|---:|---:|\n"
+)
 for name, row in memory["from_memory"].items():
-    table += (f"| {name} | {row['right']:.0%} | {memory['questions_with_passage'][name]} | "
-              f"{memory['with_passage'][name]['right']:.0%} |\n")
+    table += (
+        f"| {name} | {row['right']:.0%} | {memory['questions_with_passage'][name]} | "
+        f"{memory['with_passage'][name]['right']:.0%} |\n"
+    )
 ctx.save_text("memory.md", table)
 print(table)
 # --8<-- [end:memory]
@@ -130,7 +146,7 @@ from llmkb.sft.data import tokenized_length
 
 pasted = [r for r in with_passage(never, entities, config.seed) if tokenized_length(tokenizer, r) <= sft.config.context]
 for record in pasted[:2]:  # the quick profile's 64-token context may fit none
-    (text, _), = respond(sft, tokenizer, [prompt_of(record)], max_new_tokens=48)
+    ((text, _),) = respond(sft, tokenizer, [prompt_of(record)], max_new_tokens=48)
     print(f"user:      {record['messages'][0]['content']}\nassistant: {text}")
     print(f"reference: {record['messages'][1]['content']} -> the reply is {classify(record, text)}\n")
 # --8<-- [end:passage]
@@ -140,9 +156,13 @@ assert all(r["meta"]["name"] in r["messages"][0]["content"] for r in pasted)
 # --8<-- [start:self]
 sft_metrics = ctx.run.metrics("sft")
 phrasings = read_json(sft_dir / "identity.json")["sft"]["questions"]  # how many phrasings were asked
-print(f"'Who are you?' in {phrasings} new phrasings, no system message: the base model says 'Pebble' "
-      f"{sft_metrics['identity_base']:.0%} of the time, the SFT model {sft_metrics['identity_sft']:.0%}")
-print(f"told a new name in a system message, the SFT model uses it {sft_metrics['identity_new_system_name']:.0%} of the time")
+print(
+    f"'Who are you?' in {phrasings} new phrasings, no system message: the base model says 'Pebble' "
+    f"{sft_metrics['identity_base']:.0%} of the time, the SFT model {sft_metrics['identity_sft']:.0%}"
+)
+print(
+    f"told a new name in a system message, the SFT model uses it {sft_metrics['identity_new_system_name']:.0%} of the time"
+)
 # --8<-- [end:self]
 assert sft_metrics["identity_base"] == 0
 if not quick:
@@ -154,13 +174,17 @@ grpo = read_json(ctx.ensure("grpo") / "metrics.json")
 print(f"two-digit sums, {grpo['test_sums']} held out, same model size, data and steps:")
 print(f"  answer after writing out every column:        {grpo['steps_accuracy']:.0%} right")
 print(f"  answer as the first tokens:                   {grpo['direct_accuracy']:.0%} right")
-print(f"  call the calculator, then copy out its result: {grpo['calc_accuracy']:.0%} right "
-      f"(it called the tool on {grpo['calc_called']:.0%} of the sums)")
+print(
+    f"  call the calculator, then copy out its result: {grpo['calc_accuracy']:.0%} right "
+    f"(it called the tool on {grpo['calc_called']:.0%} of the sums)"
+)
 # --8<-- [end:think]
 if not quick:
     # Directions with a wide margin: the levels move with the CPU and seed (steps 50-98%, calculator 70-100%
     # measured), the gap to the direct answers (about 5%) does not.
-    assert grpo["steps_accuracy"] > grpo["direct_accuracy"] + 0.3 and grpo["calc_accuracy"] > grpo["direct_accuracy"] + 0.3
+    assert (
+        grpo["steps_accuracy"] > grpo["direct_accuracy"] + 0.3 and grpo["calc_accuracy"] > grpo["direct_accuracy"] + 0.3
+    )
     assert grpo["calc_called"] > 0.9
 
 # %%
@@ -183,8 +207,10 @@ tally = sums(ctx.run.config("grpo"))[1][:50]
 replies = answer_with_tools(calc_model, calc_tokenizer, [r["messages"][:1] for r in tally], {"calc": calculator})
 right_call = [bool(r["calls"]) and r["calls"][0]["result"] == str(s["meta"]["answer"]) for r, s in zip(replies, tally)]
 copied = [ok and r["text"].strip().endswith(r["calls"][0]["result"]) for ok, r in zip(right_call, replies)]
-print(f"{len(tally)} held-out sums: the call computed the right sum {sum(right_call)} times; "
-      f"the answer copied that result {sum(copied)} times")
+print(
+    f"{len(tally)} held-out sums: the call computed the right sum {sum(right_call)} times; "
+    f"the answer copied that result {sum(copied)} times"
+)
 # --8<-- [end:calculator]
 assert all(c["tool"] == "calc" for c in reply["calls"])
 assert sum(copied) <= sum(right_call) <= len(tally)
@@ -212,15 +238,21 @@ assert all("".join(p.text for p in token_pieces(web_tokenizer, w)) == w for w in
 # --8<-- [start:search]
 search_dir = ctx.ensure("search")
 search = read_json(search_dir / "results.json")
-table = ("| people asked about | right without the tool | right with it | refused without / with | "
-         "called the tool | searched the exact name | found a sentence |\n|---|---:|---:|---:|---:|---:|---:|\n")
+table = (
+    "| people asked about | right without the tool | right with it | refused without / with | "
+    "called the tool | searched the exact name | found a sentence |\n|---|---:|---:|---:|---:|---:|---:|\n"
+)
 for name, row in search.items():
-    table += (f"| {name} | {row['without_tool']['right']:.0%} | {row['with_tool']['right']:.0%} | "
-              f"{row['without_tool']['refused']:.0%} / {row['with_tool']['refused']:.0%} | {row['called']:.0%} | "
-              f"{row['exact_query']:.0%} | {row['found']:.0%} |\n")
+    table += (
+        f"| {name} | {row['without_tool']['right']:.0%} | {row['with_tool']['right']:.0%} | "
+        f"{row['without_tool']['refused']:.0%} / {row['with_tool']['refused']:.0%} | {row['called']:.0%} | "
+        f"{row['exact_query']:.0%} | {row['found']:.0%} |\n"
+    )
 ctx.save_text("search.md", table)
 print(table)
-print(f"trained {ctx.run.metrics('search')['steps']} steps on {ctx.run.metrics('search')['train_conversations']:,} conversations")
+print(
+    f"trained {ctx.run.metrics('search')['steps']} steps on {ctx.run.metrics('search')['train_conversations']:,} conversations"
+)
 # --8<-- [end:search]
 assert set(search) == {name for name in measure if "trained" not in name}
 
@@ -264,7 +296,9 @@ assert set(letters["results"]) == {"taught", "held out"}
 
 # %%
 # --8<-- [start:letters-replies]
-letter_replies = [r for r in read_jsonl(ctx.run.require("spelling") / "replies.jsonl") if r["question"].startswith("Spell")]
+letter_replies = [
+    r for r in read_jsonl(ctx.run.require("spelling") / "replies.jsonl") if r["question"].startswith("Spell")
+]
 for group in ("taught", "held out"):
     for r in [r for r in letter_replies if r["group"] == group][:4]:
         mark = "right" if r["reply"].strip() == r["answer"] else "wrong"

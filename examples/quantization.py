@@ -35,7 +35,9 @@ for granularity, dim in (("one scale per tensor", None), ("one scale per row", 1
     q, scale = absmax_int8(matrix, dim=dim)
     err = (dequantize_absmax(q, scale) - matrix).abs()
     errors[granularity] = err
-    print(f"{granularity:22}: mean error {err.mean():.2e}; rows without the outlier {err[torch.arange(64) != 7].mean():.2e}")
+    print(
+        f"{granularity:22}: mean error {err.mean():.2e}; rows without the outlier {err[torch.arange(64) != 7].mean():.2e}"
+    )
 # --8<-- [end:outlier]
 assert errors["one scale per row"].mean() < errors["one scale per tensor"].mean() / 10
 
@@ -71,7 +73,11 @@ ctx.save_text("compare_train.md", table_known)
 print(table_known)
 # --8<-- [end:compare-train]
 assert rows_known[0]["perplexity"] < rows[0]["perplexity"]  # training text is far more predictable
-assert by_method["int4-group128"]["linear_bytes"] < by_method["int8-absmax-row"]["linear_bytes"] < by_method["fp32"]["linear_bytes"]
+assert (
+    by_method["int4-group128"]["linear_bytes"]
+    < by_method["int8-absmax-row"]["linear_bytes"]
+    < by_method["fp32"]["linear_bytes"]
+)
 
 # %%
 # --8<-- [start:run]

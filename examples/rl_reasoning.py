@@ -26,8 +26,10 @@ metrics = ctx.run.metrics("grpo")
 config = ctx.run.config("grpo")
 train, test = sums(config)  # the stage's sums, rebuilt from its seed: no held-out sum is in training
 print(f"{len(train):,} training sums, {len(test)} held-out sums, for example {test[0]['messages'][0]['content']!r}")
-print(f"sums models: {config.n_layer} layers of width {config.d_model}, trained {config.sft_steps} steps "
-      f"of {config.sft_batch_size} sums each, from random weights")
+print(
+    f"sums models: {config.n_layer} layers of width {config.d_model}, trained {config.sft_steps} steps "
+    f"of {config.sft_batch_size} sums each, from random weights"
+)
 # --8<-- [end:load]
 quick = ctx.profile == "quick"  # the quick models train for seconds: mechanics, not skills
 assert metrics["train_sums"] == len(train) and metrics["test_sums"] == len(test)
@@ -49,10 +51,12 @@ def answer_tokens(records):
 
 
 steps_tokens, direct_tokens = answer_tokens(test), answer_tokens(direct_answers(test))
-table = ("| taught to answer with | tokens per answer (mean) | right on held-out sums (greedy) |\n"
-         "|---|---:|---:|\n"
-         f"| column addition, step by step | {steps_tokens:.1f} | {metrics['steps_accuracy']:.0%} |\n"
-         f"| the bare `Answer: N` | {direct_tokens:.1f} | {metrics['direct_accuracy']:.0%} |\n")
+table = (
+    "| taught to answer with | tokens per answer (mean) | right on held-out sums (greedy) |\n"
+    "|---|---:|---:|\n"
+    f"| column addition, step by step | {steps_tokens:.1f} | {metrics['steps_accuracy']:.0%} |\n"
+    f"| the bare `Answer: N` | {direct_tokens:.1f} | {metrics['direct_accuracy']:.0%} |\n"
+)
 ctx.save_text("thinking.md", table)
 print(table)
 # --8<-- [end:think]
@@ -68,8 +72,10 @@ from llmkb.sft.evaluate import respond
 
 models = {style: load_model(grpo_dir / style / "model") for style in ("steps", "direct")}
 rows = as_prompts(test[:4])
-replies = {style: respond(model, tokenizer, [r["prompt"] for r in rows], config.max_new_tokens)
-           for style, model in models.items()}  # greedy
+replies = {
+    style: respond(model, tokenizer, [r["prompt"] for r in rows], config.max_new_tokens)
+    for style, model in models.items()
+}  # greedy
 for i, row in enumerate(rows):
     print(f"=== {row['prompt'][-1]['content']}  (right answer: {row['answer']})")
     for style in models:
@@ -83,11 +89,11 @@ assert all(len(r) == len(rows) for r in replies.values())
 from llmkb.rl.grpo import correctness_reward, format_reward
 
 candidates = [
-    worked,                                               # the worked steps of the data
-    worked.rsplit("Answer: ", 1)[0] + "Answer: 7",        # the same steps, a wrong answer
-    direct,                                               # right answer, no steps
+    worked,  # the worked steps of the data
+    worked.rsplit("Answer: ", 1)[0] + "Answer: 7",  # the same steps, a wrong answer
+    direct,  # right answer, no steps
     test[0]["messages"][0]["content"][8:-1] + " = " + str(test[0]["meta"]["answer"]),  # no Answer line
-    worked + "\nHope that helps!",                        # right, with chatter after the answer
+    worked + "\nHope that helps!",  # right, with chatter after the answer
 ]
 answers = [str(test[0]["meta"]["answer"])] * len(candidates)
 for reply, right, shaped in zip(candidates, correctness_reward(candidates, answers), format_reward(candidates)):
@@ -137,25 +143,31 @@ from llmkb.rl.stage import plot_grpo
 
 settings = config.grpo()  # what the stage passed to train_grpo_trl (and on to trl's GRPOConfig)
 print({k: v for k, v in dataclasses.asdict(settings).items() if k not in ("device", "progress")})
-print(f"{settings.prompts_per_step} sums x {settings.group_size} answers = "
-      f"{settings.prompts_per_step * settings.group_size} sampled answers per step, "
-      f"{metrics['grpo_s_per_step']:.1f} s per step here")
+print(
+    f"{settings.prompts_per_step} sums x {settings.group_size} answers = "
+    f"{settings.prompts_per_step * settings.group_size} sampled answers per step, "
+    f"{metrics['grpo_s_per_step']:.1f} s per step here"
+)
 log = list(read_jsonl(grpo_dir / "log.jsonl"))  # trl's log, one row per step
 ctx.save_figure("rewards.png", plot_grpo(log))
 for i in sorted({0, 1, 2, len(log) // 2, len(log) - 2, len(log) - 1} & set(range(len(log)))):
     row = log[i]
-    print(f"step {row['step']:>3}: correctness {row['correctness']:.3f}  format {row['formatting']:.3f}  "
-          f"reward std {row['reward_std']:.3f}  answer length {row['completion_length']:.1f} tokens")
+    print(
+        f"step {row['step']:>3}: correctness {row['correctness']:.3f}  format {row['formatting']:.3f}  "
+        f"reward std {row['reward_std']:.3f}  answer length {row['completion_length']:.1f} tokens"
+    )
 # --8<-- [end:grpo]
 assert len(log) == metrics["grpo_steps"] == config.grpo_steps
 assert all(0 <= row["correctness"] <= 1 and 0 <= row["formatting"] <= 1 for row in log)
 
 # %%
 # --8<-- [start:before-after]
-table = ("| worked-steps model | greedy: right | sampled at temperature 1: right |\n|---|---:|---:|\n"
-         f"| before GRPO | {metrics['steps_accuracy']:.1%} | {metrics['before_sampled_accuracy']:.1%} |\n"
-         f"| after {metrics['grpo_steps']} GRPO steps | {metrics['after_accuracy']:.1%} | "
-         f"{metrics['after_sampled_accuracy']:.1%} |\n")
+table = (
+    "| worked-steps model | greedy: right | sampled at temperature 1: right |\n|---|---:|---:|\n"
+    f"| before GRPO | {metrics['steps_accuracy']:.1%} | {metrics['before_sampled_accuracy']:.1%} |\n"
+    f"| after {metrics['grpo_steps']} GRPO steps | {metrics['after_accuracy']:.1%} | "
+    f"{metrics['after_sampled_accuracy']:.1%} |\n"
+)
 ctx.save_text("accuracy.md", table)
 print(table)
 print(f"{metrics['test_sums']} held-out sums, each answered once greedily and {config.sampled_per_sum} times sampled")

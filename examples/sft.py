@@ -64,8 +64,10 @@ tokens = read_json(sft_dir / "chat_tokens.json")
 print("embedding norm of <|im_start|>, <|im_end|> after pretraining:", tokens["norm_before"])
 print("mean norm of the tokens the model did learn:               ", tokens["used_norm_mean"])
 print("both rows set to the mean embedding, norm now:              ", tokens["norm_after"])
-print(f"p(<|im_end|>) at the end of an answer: base {tokens['base_end_probability']:.1e}, "
-      f"after mean init {tokens['mean_init_end_probability']:.1e}, after SFT {tokens['sft_end_probability']:.2f}")
+print(
+    f"p(<|im_end|>) at the end of an answer: base {tokens['base_end_probability']:.1e}, "
+    f"after mean init {tokens['mean_init_end_probability']:.1e}, after SFT {tokens['sft_end_probability']:.2f}"
+)
 # --8<-- [end:chat-tokens]
 assert tokens["sft_end_probability"] > tokens["base_end_probability"]
 
@@ -77,9 +79,13 @@ from llmkb.sft.stage import plot_log
 log = list(read_jsonl(sft_dir / "log.jsonl"))
 ctx.save_figure("loss.png", plot_log(log))
 batch = read_json(sft_dir / "config.json")["batch_size"]
-print(f"{metrics['steps']} steps of {batch} conversations ({metrics['steps'] * batch / metrics['train_conversations']:.1f} "
-      f"passes over {metrics['train_conversations']:,}), {metrics['s_per_step']:.3f} s per step")
-print(f"loss on held-out assistant tokens: {metrics['start_test_loss']:.3f} before, {metrics['final_test_loss']:.3f} after")
+print(
+    f"{metrics['steps']} steps of {batch} conversations ({metrics['steps'] * batch / metrics['train_conversations']:.1f} "
+    f"passes over {metrics['train_conversations']:,}), {metrics['s_per_step']:.3f} s per step"
+)
+print(
+    f"loss on held-out assistant tokens: {metrics['start_test_loss']:.3f} before, {metrics['final_test_loss']:.3f} after"
+)
 # --8<-- [end:loss]
 assert metrics["final_test_loss"] < metrics["start_test_loss"]
 
@@ -90,8 +96,10 @@ header = "| data type | test prompts | format: base | format: SFT | right: base 
 table = header + "|---|---:|---:|---:|---:|---:|---:|\n"
 for kind, row in scores["sft"].items():
     base, seen = scores["base"][kind], scores["sft_on_train"].get(kind, {})
-    table += (f"| {kind} | {row['n']} | {base['format']:.0%} | {row['format']:.0%} | {base['correct']:.0%} | "
-              f"{row['correct']:.0%} | {seen.get('correct', 0):.0%} |\n")
+    table += (
+        f"| {kind} | {row['n']} | {base['format']:.0%} | {row['format']:.0%} | {base['correct']:.0%} | "
+        f"{row['correct']:.0%} | {seen.get('correct', 0):.0%} |\n"
+    )
 ctx.save_text("before_after.md", table)
 print(table)
 for kind in scores["sft"]:
@@ -105,10 +113,12 @@ if not quick:
 # %%
 # --8<-- [start:identity]
 identity = read_json(sft_dir / "identity.json")
-rows = [("no system message", "no_system", "says_hard_coded"),
-        ("system message: You are Pebble...", "system_pebble", "says_hard_coded"),
-        ("system message with a new name", "system_new", "says_new"),
-        ("system message with a new name, but says Pebble", "system_new", "says_hard_coded")]
+rows = [
+    ("no system message", "no_system", "says_hard_coded"),
+    ("system message: You are Pebble...", "system_pebble", "says_hard_coded"),
+    ("system message with a new name", "system_new", "says_new"),
+    ("system message with a new name, but says Pebble", "system_new", "says_hard_coded"),
+]
 table = "| asked with | base model | SFT model |\n|---|---:|---:|\n"
 for label, case, key in rows:
     table += f"| {label} | {identity['base'][case][key]:.0%} | {identity['sft'][case][key]:.0%} |\n"
@@ -156,16 +166,27 @@ results = {}
 for trainer, method in (("ours", "full"), ("ours", "lora"), ("trl", "full"), ("trl", "lora")):
     model = load_model(base_dir)
     init_chat_tokens(model, tokenizer)  # as the stage does
-    config = dataclasses.replace(stage_config, trainer=trainer, method=method, max_steps=steps, eval_every=steps,
-                                 progress=False, lr=3e-3 if method == "lora" else stage_config.lr)
+    config = dataclasses.replace(
+        stage_config,
+        trainer=trainer,
+        method=method,
+        max_steps=steps,
+        eval_every=steps,
+        progress=False,
+        lr=3e-3 if method == "lora" else stage_config.lr,
+    )
     _, method_log, summary = fine_tune(model, tokenizer, train, test, config)
     results[(trainer, method)] = summary
-table = ("| trainer | method | trainable parameters | gradients + AdamW state | s per step | "
-         f"held-out loss after {steps} steps |\n|---|---|---:|---:|---:|---:|\n")
+table = (
+    "| trainer | method | trainable parameters | gradients + AdamW state | s per step | "
+    f"held-out loss after {steps} steps |\n|---|---|---:|---:|---:|---:|\n"
+)
 for (trainer, method), s in results.items():
     state = f"{(s['grad_bytes'] + s['optimizer_bytes']) / 1e6:.2f} MB"
-    table += (f"| {trainer} | {method} | {s['trainable_params']:,} ({s['trainable_share']:.1%}) | {state} | "
-              f"{s['s_per_step']:.3f} | {s['final_test_loss']:.3f} |\n")
+    table += (
+        f"| {trainer} | {method} | {s['trainable_params']:,} ({s['trainable_share']:.1%}) | {state} | "
+        f"{s['s_per_step']:.3f} | {s['final_test_loss']:.3f} |\n"
+    )
 ctx.save_text("methods.md", table)
 print(table)
 # --8<-- [end:methods]

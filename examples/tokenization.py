@@ -62,7 +62,10 @@ assert tok.vocab_size == 256 + len(tok.merges) + len(tok.special_tokens)
 # --8<-- [start:merges]
 rows = ["| rank | merge | new token |", "|---:|---|---|"]
 for rank, ((left, right), new_id) in enumerate(list(tok.merges.items())[:12]):
-    shown = [tok.token_bytes(i).decode("utf-8", "replace").replace(" ", "·").replace("\n", "↵") for i in (left, right, new_id)]
+    shown = [
+        tok.token_bytes(i).decode("utf-8", "replace").replace(" ", "·").replace("\n", "↵")
+        for i in (left, right, new_id)
+    ]
     rows.append(f"| {rank} | `{shown[0]}` + `{shown[1]}` | `{shown[2]}` |")
 merges_table = "\n".join(rows) + "\n"
 print(merges_table)

@@ -44,8 +44,12 @@ def train_ours(texts, vocab_size):
 
 
 vocab_size = 1024 if ctx.profile == "quick" else 4096
-ours = MethodSpec(train_ours, library="llmkb (pure Python)", granularity="byte-level subword", example_models="this site")
-results = compare_methods(train_texts, heldout_english, heldout_other, vocab_size, extra={"BPE (llmkb, from scratch)": ours})
+ours = MethodSpec(
+    train_ours, library="llmkb (pure Python)", granularity="byte-level subword", example_models="this site"
+)
+results = compare_methods(
+    train_texts, heldout_english, heldout_other, vocab_size, extra={"BPE (llmkb, from scratch)": ours}
+)
 table = to_markdown(results)
 print(table)
 # --8<-- [end:compare]

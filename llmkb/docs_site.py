@@ -118,4 +118,3 @@ def serve(site_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
             server.serve_forever()
         except KeyboardInterrupt:
             print("stopped")
-

@@ -147,7 +147,10 @@ def execute_notebook(example: Example, env: dict[str, str], notebook_path: Path,
     os.environ.update(env)  # the kernel inherits this process's environment
     try:
         NotebookClient(
-            notebook, timeout=timeout_s, kernel_name="python3", resources={"metadata": {"path": str(example.path.parents[1])}}
+            notebook,
+            timeout=timeout_s,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(example.path.parents[1])}},
         ).execute()
     finally:
         os.environ.clear()
@@ -161,7 +164,9 @@ def save_section_outputs(notebook, out: Path) -> None:
     """Write what each section's cell printed to ``<out>/<section>.txt`` for the pages to include."""
     for cell in notebook.cells:
         printed = "".join(
-            o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stdout"
+            o.get("text", "")
+            for o in cell.get("outputs", [])
+            if o.get("output_type") == "stream" and o.get("name") == "stdout"
         )
         for section in cell.metadata.get("llmkb_sections", []):
             write_text(out / f"{section}.txt", printed.rstrip() + "\n")

@@ -37,7 +37,9 @@ def default_jobs() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
-def run_pipeline(run: RunDir, profile: str = "default", console: Console | None = None, jobs: int | None = None) -> dict:
+def run_pipeline(
+    run: RunDir, profile: str = "default", console: Console | None = None, jobs: int | None = None
+) -> dict:
     """Run all stages into ``run``, up to ``jobs`` at once (default: :func:`default_jobs`); return the report card.
 
     The card is also written as JSON, with the stages that finished even when some failed; then a
@@ -156,7 +158,9 @@ def _finish(name: str, child: _Child, log: Path, progress: Progress) -> str:
     if child.process.returncode == 0:
         progress.console.print(f"end {name}: finished in {seconds:,.0f} s")
         return "finished"
-    progress.console.print(f"[bold red]end {name}: FAILED[/bold red] in {seconds:,.0f} s (exit code {child.process.returncode})")
+    progress.console.print(
+        f"[bold red]end {name}: FAILED[/bold red] in {seconds:,.0f} s (exit code {child.process.returncode})"
+    )
     progress.console.print("\n".join(log_tail(log)), markup=False, highlight=False)
     progress.console.print(f"its whole log: {log}")
     return "failed"

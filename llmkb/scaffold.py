@@ -30,7 +30,7 @@ SECTION = re.compile(r"[a-z0-9][a-z0-9_-]*")
 RESERVED_SECTIONS = {"generated", "assets"}
 NOTEBOOKS = "generated/notebooks/"  # where the docs build writes each example's executed notebook
 
-PAGE = Template('''\
+PAGE = Template("""\
 # $title
 
 Replace this paragraph with what the note is about, in your own words: which part of building an
@@ -55,7 +55,7 @@ when the docs build ran it.
 ```text
 --8<-- "docs/generated/$name/first-look.txt"
 ```
-''')
+""")
 
 EXAMPLE = Template('''\
 """$title: replace this line with what the example shows.
@@ -126,7 +126,9 @@ def parse_page_name(page_name: str) -> tuple[str, str]:
             f"(lowercase letters, digits, '-', '_'; not {' or '.join(sorted(RESERVED_SECTIONS))})"
         )
     if not SLUG.fullmatch(slug):
-        raise ValueError(f"slug {slug!r} (in {page_name!r}): use lowercase letters, digits and single hyphens, e.g. {section}/my-topic")
+        raise ValueError(
+            f"slug {slug!r} (in {page_name!r}): use lowercase letters, digits and single hyphens, e.g. {section}/my-topic"
+        )
     return section, slug
 
 
@@ -146,7 +148,11 @@ def new_page(root: Path, page_name: str) -> list[Path]:
     name = slug.replace("-", "_")
     root = Path(root)
     config = root / "mkdocs.yml"
-    page, example, test = root / "docs" / section / f"{slug}.md", root / "examples" / f"{name}.py", root / "tests" / f"test_{name}.py"
+    page, example, test = (
+        root / "docs" / section / f"{slug}.md",
+        root / "examples" / f"{name}.py",
+        root / "tests" / f"test_{name}.py",
+    )
     for path in (page, example, test):
         if path.exists():
             raise ValueError(f"{path} already exists: pick another slug (nothing was written)")
@@ -154,11 +160,14 @@ def new_page(root: Path, page_name: str) -> list[Path]:
         raise FileNotFoundError(f"{config} not found: run llmkb new-page in the project folder (or pass --root)")
     title = title_of(slug)
     # The nav is edited first, in memory: a nav it cannot read stops everything before a file is written.
-    nav_text = add_to_nav(config.read_text(encoding="utf-8"), section, title, f"{section}/{slug}.md", f"{NOTEBOOKS}{name}.ipynb")
+    nav_text = add_to_nav(
+        config.read_text(encoding="utf-8"), section, title, f"{section}/{slug}.md", f"{NOTEBOOKS}{name}.ipynb"
+    )
     fields = {"title": title, "name": name, "section": section, "slug": slug}
-    return [write_text(path, template.substitute(fields)) for path, template in ((page, PAGE), (example, EXAMPLE), (test, TEST))] + [
-        write_text(config, nav_text)
-    ]
+    return [
+        write_text(path, template.substitute(fields))
+        for path, template in ((page, PAGE), (example, EXAMPLE), (test, TEST))
+    ] + [write_text(config, nav_text)]
 
 
 # -- mkdocs.yml's nav, edited as text ---------------------------------------------------------------
@@ -225,7 +234,14 @@ def _entry_spans(lines: list[str]) -> tuple[list[tuple[int, int]], str]:
     start = next((i + 1 for i, line in enumerate(lines) if re.match(r"nav:\s*(#.*)?$", line)), None)
     if start is None:
         raise ValueError("mkdocs.yml has no block-style 'nav:' line to add the page to")
-    end = next((i for i in range(start, len(lines)) if lines[i].strip() and not lines[i][0].isspace() and not lines[i].startswith("#")), len(lines))
+    end = next(
+        (
+            i
+            for i in range(start, len(lines))
+            if lines[i].strip() and not lines[i][0].isspace() and not lines[i].startswith("#")
+        ),
+        len(lines),
+    )
     heads = [i for i in range(start, end) if lines[i].lstrip().startswith("- ")]
     if not heads:
         raise ValueError("mkdocs.yml: the nav has no entries")
@@ -251,7 +267,9 @@ def add_to_nav(text: str, section: str, title: str, page: str, notebook: str) ->
     lines = text.splitlines(keepends=True)
     spans, indent = _entry_spans(lines)
     if len(spans) != len(nav):
-        raise ValueError(f"mkdocs.yml: read {len(spans)} top-level nav lines for {len(nav)} entries; write the nav one entry a line")
+        raise ValueError(
+            f"mkdocs.yml: read {len(spans)} top-level nav lines for {len(nav)} entries; write the nav one entry a line"
+        )
 
     def section_holding(prefix: str, suffix: str) -> int | None:
         """The first top-level section with a file ``prefix...suffix`` among its children."""
@@ -267,7 +285,9 @@ def add_to_nav(text: str, section: str, title: str, page: str, notebook: str) ->
         return child[: len(child) - len(child.lstrip())]
 
     home, books = section_holding(f"{section}/", ".md"), section_holding(NOTEBOOKS, ".ipynb")
-    folders = [i for i in range(len(nav)) if i != books and any("/" in f and f.endswith(".md") for f in files_in(nav[i]))]
+    folders = [
+        i for i in range(len(nav)) if i != books and any("/" in f and f.endswith(".md") for f in files_in(nav[i]))
+    ]
     nav_end = spans[-1][1]  # after the nav's last entry (comments before the next key stay where they are)
     new_indent = child_indent(books) if books is not None else indent + "    "
     inserts = []  # (line index, lines to put before it)

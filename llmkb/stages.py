@@ -23,8 +23,14 @@ from typing import Any
 from llmkb.io import read_json, write_json
 
 # Pipeline order. Each module calls register() at import time.
-STAGE_MODULES = ["llmkb.data.stage", "llmkb.tokenizer.stage", "llmkb.pretrain.stage", "llmkb.sft.stage", "llmkb.rl.stage",
-                 "llmkb.psychology.stage"]
+STAGE_MODULES = [
+    "llmkb.data.stage",
+    "llmkb.tokenizer.stage",
+    "llmkb.pretrain.stage",
+    "llmkb.sft.stage",
+    "llmkb.rl.stage",
+    "llmkb.psychology.stage",
+]
 
 #: Profiles every config understands: "quick" for tests and CI, "default" for the main job (sized
 #: for a 2-core CPU), "gpu" for one large GPU (stages without a GPU setting use their default).
@@ -125,7 +131,9 @@ def parse_override(stage: "Stage", text: str) -> tuple[str, Any]:
     try:
         return name, parse_value(hints[name], value)
     except ValueError as e:
-        raise ValueError(f"stage {stage.name!r}: field {name} is {type_name(hints[name])}; cannot read {value!r} as one") from e
+        raise ValueError(
+            f"stage {stage.name!r}: field {name} is {type_name(hints[name])}; cannot read {value!r} as one"
+        ) from e
 
 
 _REGISTRY: dict[str, Stage] = {}

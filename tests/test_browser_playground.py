@@ -79,7 +79,16 @@ def test_exported_json_round_trips(trained):
 def split_texts(n: int = 20_000) -> list[str]:
     """STRINGS and ``n`` random strings of the characters where the two regex dialects could differ."""
     rng = random.Random(0)
-    tricky = list(" \t\n\r\x0b\x0c\x85\xa0\u2028\u3000\ufeff'sSſdDmMtTlLvVeErR") + ["a", "é", "中", "1", "٣", "!", "🤖", "\u200d"]
+    tricky = list(" \t\n\r\x0b\x0c\x85\xa0\u2028\u3000\ufeff'sSſdDmMtTlLvVeErR") + [
+        "a",
+        "é",
+        "中",
+        "1",
+        "٣",
+        "!",
+        "🤖",
+        "\u200d",
+    ]
     return STRINGS + ["".join(rng.choice(tricky) for _ in range(rng.randint(1, 12))) for _ in range(n)]
 
 

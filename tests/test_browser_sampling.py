@@ -182,13 +182,17 @@ def test_explorer_shows_what_llmkb_sampling_computes(site: Site):
         for row in shown["rows"]:
             token_id, token = row["id"], exported["tokens"][row["id"]]
             if token.isprintable():
-                assert row["token"].replace("\u2423", " ") == token, f"{setting}: token {token_id} shown as {row['token']!r}"
+                assert row["token"].replace("\u2423", " ") == token, (
+                    f"{setting}: token {token_id} shown as {row['token']!r}"
+                )
             expected = float(after[token_id])
             if float(tempered[token_id]) in cut_ties:
                 expected = float(after[tempered == tempered[token_id]].max()) if row["kept"] else 0.0
             else:
                 assert row["kept"] == bool(kept[token_id]), f"{setting}: token {token_id} {token!r}"
-            assert percent(row["probability"]) == pytest.approx(expected, abs=TOLERANCE), f"{setting}: token {token_id} {token!r}"
+            assert percent(row["probability"]) == pytest.approx(expected, abs=TOLERANCE), (
+                f"{setting}: token {token_id} {token!r}"
+            )
         assert int(shown["keptCount"].replace(",", "")) == int(kept.sum()), setting
         assert percent(shown["keptMass"]) == pytest.approx(float(before[kept].sum()), abs=TOLERANCE), setting
     page.close()

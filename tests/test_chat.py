@@ -71,7 +71,9 @@ def test_bad_messages_are_named_by_index():
     with pytest.raises(ValueError, match="message 1 has the unknown role 'bot'"):
         Conversation([{"role": "user", "content": "hi"}, {"role": "bot", "content": "hello"}])
     with pytest.raises(ValueError, match=r"message 2 \(user\) is empty"):
-        check_messages([{"role": "system", "content": "x"}, {"role": "user", "content": "a"}, {"role": "user", "content": "  "}])
+        check_messages(
+            [{"role": "system", "content": "x"}, {"role": "user", "content": "a"}, {"role": "user", "content": "  "}]
+        )
     chat = Conversation()
     with pytest.raises(ValueError, match="message 0 .* is empty"):
         chat.add("user", "")
@@ -115,13 +117,16 @@ def test_chat_loop_exits_cleanly_and_keeps_history(gpt, tok, end):
 
 def test_chat_loop_commands_and_ctrl_c_while_answering(gpt, tok):
     screen = Screen()
-    chat = chat_loop(gpt, tok, CONFIG, input_fn=lines("Hi", "/reset", "Hello", "/quit"), print_fn=screen, system="Be nice.")
+    chat = chat_loop(
+        gpt, tok, CONFIG, input_fn=lines("Hi", "/reset", "Hello", "/quit"), print_fn=screen, system="Be nice."
+    )
     assert [m["role"] for m in chat] == ["system", "user", "assistant"] and chat.messages[1]["content"] == "Hello"
     assert "(history cleared)" in screen.text
 
     def interrupting(*args, **kwargs):  # Ctrl-C arrives while the reply is being printed
         if args and args[0] == "bot> ":
             raise KeyboardInterrupt
+
     chat = chat_loop(gpt, tok, CONFIG, input_fn=lines("Hi"), print_fn=interrupting)
     assert len(chat) == 0  # the unanswered question is not kept
 

@@ -34,7 +34,10 @@ def test_set_parses_by_the_field_type():
     assert parse_override(get_stage("dpo"), "max_steps=none") == ("max_steps", None)
     assert parse_override(get_stage("dpo"), "max_steps=7") == ("max_steps", 7)
     assert parse_override(get_stage("tokenizer"), "inputs=a.txt,b.txt") == ("inputs", ["a.txt", "b.txt"])
-    assert parse_override(get_stage("data"), "seed_urls=http://x.test/=y") == ("seed_urls", ["http://x.test/=y"])  # first '='
+    assert parse_override(get_stage("data"), "seed_urls=http://x.test/=y") == (
+        "seed_urls",
+        ["http://x.test/=y"],
+    )  # first '='
 
 
 def test_flags_and_set_together_set_does_last():
@@ -43,13 +46,22 @@ def test_flags_and_set_together_set_does_last():
                                       "--compile", "no", "--mix", "all", "--set", "n_layer=8", "--set", "max_steps=9"])  # fmt: skip
     assert stage_overrides(stage, args) == {"max_steps": 9, "stop_after": 2, "device": "cpu", "compile": "no",
                                             "mix": "all", "n_layer": 8}  # fmt: skip
-    args = build_parser().parse_args(["data", "--seed-url", "http://a.test/", "--seed-url", "http://b.test/", "--warc", "x.warc.gz"])
-    assert stage_overrides(get_stage("data"), args) == {"seed_urls": ["http://a.test/", "http://b.test/"], "warcs": ["x.warc.gz"]}
-    args = build_parser().parse_args(["sft", "--trainer", "trl", "--method", "lora", "--epochs", "2", "--max-steps", "3"])
+    args = build_parser().parse_args(
+        ["data", "--seed-url", "http://a.test/", "--seed-url", "http://b.test/", "--warc", "x.warc.gz"]
+    )
+    assert stage_overrides(get_stage("data"), args) == {
+        "seed_urls": ["http://a.test/", "http://b.test/"],
+        "warcs": ["x.warc.gz"],
+    }
+    args = build_parser().parse_args(
+        ["sft", "--trainer", "trl", "--method", "lora", "--epochs", "2", "--max-steps", "3"]
+    )
     assert stage_overrides(get_stage("sft"), args) == {"trainer": "trl", "method": "lora", "epochs": 2, "max_steps": 3}
     for stage in stages():  # --device on every stage that has a device
         if "device" in {f for f in stage.config_cls.__dataclass_fields__}:
-            assert stage_overrides(stage, build_parser().parse_args([stage.name, "--device", "cpu"])) == {"device": "cpu"}
+            assert stage_overrides(stage, build_parser().parse_args([stage.name, "--device", "cpu"])) == {
+                "device": "cpu"
+            }
 
 
 def test_unknown_field_is_an_error_listing_the_valid_ones(tmp_path, capsys):
@@ -62,8 +74,11 @@ def test_unknown_field_is_an_error_listing_the_valid_ones(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("setting", "message"),
-    [("n_layer=eight", "field n_layer is int; cannot read 'eight'"), ("progress=maybe", "field progress is bool; cannot read 'maybe'"),
-     ("n_layer", "expected FIELD=VALUE")],  # fmt: skip
+    [
+        ("n_layer=eight", "field n_layer is int; cannot read 'eight'"),
+        ("progress=maybe", "field progress is bool; cannot read 'maybe'"),
+        ("n_layer", "expected FIELD=VALUE"),
+    ],  # fmt: skip
 )
 def test_bad_value_is_an_error_naming_field_type_and_value(tmp_path, capsys, setting, message):
     assert main(["pretrain", "--runs-root", str(tmp_path), "--set", setting]) == 2

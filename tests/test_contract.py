@@ -79,9 +79,9 @@ def test_shown_outputs_come_from_generated_files(page):
     for lang, body in FENCE.findall(page.read_text(encoding="utf-8")):
         if lang in ("text", "console", "output"):
             lines = [line for line in body.splitlines() if line.strip()]
-            assert lines and all(
-                m and m.group(1).startswith("docs/generated/") for m in map(INCLUDE.search, lines)
-            ), f"{page}: hand-typed output block:\n{body}"
+            assert lines and all(m and m.group(1).startswith("docs/generated/") for m in map(INCLUDE.search, lines)), (
+                f"{page}: hand-typed output block:\n{body}"
+            )
 
 
 def test_included_sections_exist():
@@ -150,7 +150,9 @@ def test_every_example_is_on_a_page_and_in_the_notebooks_nav():
     notebooks = set(nav_files())
     for example in list_examples():
         assert f"examples/{example.path.name}" in shown, f"{example.path} is included by no page"
-        assert f"generated/notebooks/{example.name}.ipynb" in notebooks, f"{example.name} has no notebook page in the nav"
+        assert f"generated/notebooks/{example.name}.ipynb" in notebooks, (
+            f"{example.name} has no notebook page in the nav"
+        )
 
 
 def test_every_module_has_api_docs():

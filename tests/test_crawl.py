@@ -32,10 +32,31 @@ def page(*links: str, title: str = "") -> bytes:
 
 
 A_PAGES = {
-    "/": page("/p1.html", "/p2.html", "/private/secret.html", "http://outside.test/", "http://b.test/",
-              "http://c.test/", "/r1", "/loop1", "/flaky", "/broken", "/slow", "/malformed.html",
-              "/binary.html", "/big.html", "/missing.html", "/gzipped.html", "/chunked.html", "/reset", "/to-outside", "/to-private",
-              "sub/../p3.html#section", "mailto:editor@a.test", "javascript:void(0)"),
+    "/": page(
+        "/p1.html",
+        "/p2.html",
+        "/private/secret.html",
+        "http://outside.test/",
+        "http://b.test/",
+        "http://c.test/",
+        "/r1",
+        "/loop1",
+        "/flaky",
+        "/broken",
+        "/slow",
+        "/malformed.html",
+        "/binary.html",
+        "/big.html",
+        "/missing.html",
+        "/gzipped.html",
+        "/chunked.html",
+        "/reset",
+        "/to-outside",
+        "/to-private",
+        "sub/../p3.html#section",
+        "mailto:editor@a.test",
+        "javascript:void(0)",
+    ),
     "/p1.html": page("/deep1.html", "/", "/p1.html#again", "/private/other.html"),
     "/p2.html": page("HTTP://A.TEST:80/p2.html"),
     "/p3.html": page(),
@@ -44,13 +65,24 @@ A_PAGES = {
     "/deep2.html": page("/deep3.html"),
     "/deep3.html": page(),
     "/after-flaky.html": page(),
-    "/m1.html": page(), "/m2.html": page(),
-    "/private/secret.html": page(), "/private/other.html": page(), "/private/x": page(),
+    "/m1.html": page(),
+    "/m2.html": page(),
+    "/private/secret.html": page(),
+    "/private/other.html": page(),
+    "/private/x": page(),
 }
-MALFORMED = (b"<html><body><a href='/m1.html'>one<div <<< class=\"x><b></i></p>"
-             b"<a href=/m2.html>two</a><![if bad]><!-- never closed <a href=/m3.html>")
-REDIRECTS = {"/r1": "/r2", "/r2": "http://a.test/p4.html", "/loop1": "/loop2", "/loop2": "/loop1",
-             "/to-outside": "http://outside.test/landing", "/to-private": "/private/x"}
+MALFORMED = (
+    b"<html><body><a href='/m1.html'>one<div <<< class=\"x><b></i></p>"
+    b"<a href=/m2.html>two</a><![if bad]><!-- never closed <a href=/m3.html>"
+)
+REDIRECTS = {
+    "/r1": "/r2",
+    "/r2": "http://a.test/p4.html",
+    "/loop1": "/loop2",
+    "/loop2": "/loop1",
+    "/to-outside": "http://outside.test/landing",
+    "/to-private": "/private/x",
+}
 B_PAGES = {"/": page("/b1.html"), "/b1.html": page("http://a.test/p1.html")}
 
 
@@ -151,9 +183,16 @@ def web():
 
 
 def config(web, **kw) -> CrawlConfig:
-    base = {"seeds": ["http://a.test/"], "allowed_hosts": ["a.test", "b.test", "c.test"],
-            "resolve": {"*.test": ("127.0.0.1", web.server_address[1])}, "timeout_s": TIMEOUT_S,
-            "backoff_s": 0.05, "retries": 2, "concurrency": 8, "max_page_bytes": 100_000}
+    base = {
+        "seeds": ["http://a.test/"],
+        "allowed_hosts": ["a.test", "b.test", "c.test"],
+        "resolve": {"*.test": ("127.0.0.1", web.server_address[1])},
+        "timeout_s": TIMEOUT_S,
+        "backoff_s": 0.05,
+        "retries": 2,
+        "concurrency": 8,
+        "max_page_bytes": 100_000,
+    }
     return CrawlConfig(**{**base, **kw})
 
 
@@ -211,10 +250,26 @@ def test_reachable_pages_fetched_and_errors_counted(full):
     o = by_url(log)
     assert len(o) == len(log)  # one line per URL
     fetched = {u for u, r in o.items() if r["outcome"] == "fetched"}
-    expected = {"http://a.test/" + p for p in ["", "p1.html", "p2.html", "p3.html", "p4.html", "deep1.html",
-                                               "deep2.html", "deep3.html", "flaky", "after-flaky.html",
-                                               "m1.html", "m2.html", "malformed.html",
-                                               "gzipped.html", "chunked.html"]}
+    expected = {
+        "http://a.test/" + p
+        for p in [
+            "",
+            "p1.html",
+            "p2.html",
+            "p3.html",
+            "p4.html",
+            "deep1.html",
+            "deep2.html",
+            "deep3.html",
+            "flaky",
+            "after-flaky.html",
+            "m1.html",
+            "m2.html",
+            "malformed.html",
+            "gzipped.html",
+            "chunked.html",
+        ]
+    }
     expected |= {"http://b.test/", "http://b.test/b1.html"}
     assert fetched == expected
     assert o["http://a.test/flaky"]["attempts"] == 2  # the transient 500 was retried
@@ -227,8 +282,7 @@ def test_reachable_pages_fetched_and_errors_counted(full):
     assert o["http://a.test/big.html"]["outcome"] == "too_large"
     assert o["http://a.test/big.html"]["bytes"] == 100_000
     assert o["http://a.test/r1"]["outcome"] == "redirect" and o["http://a.test/r2"]["depth"] == 1
-    assert {o["http://a.test/loop1"]["outcome"], o["http://a.test/loop2"]["outcome"]} == {"redirect",
-                                                                                          "redirect_loop"}
+    assert {o["http://a.test/loop1"]["outcome"], o["http://a.test/loop2"]["outcome"]} == {"redirect", "redirect_loop"}
     assert stats["redirect_loops"] == 1
     assert stats["outcomes"]["fetched"] == len(expected) and stats["stopped"] == "frontier_empty"
     assert json.loads((out / "crawl_stats.json").read_text()) == stats
@@ -250,7 +304,8 @@ def test_warc_records(full):
     assert records[0][0] == "warcinfo"
     pairs = records[1:]
     assert len(pairs) % 2 == 0 and len(pairs) // 2 == stats["pages"] - sum(
-        1 for r in log if r["outcome"] in ("timeout", "connection_error"))
+        1 for r in log if r["outcome"] in ("timeout", "connection_error")
+    )
     for (t1, h1, _), (t2, h2, _) in zip(pairs[::2], pairs[1::2]):
         assert (t1, t2) == ("request", "response")
         assert h1.get_header("WARC-Target-URI") == h2.get_header("WARC-Target-URI")
@@ -320,7 +375,8 @@ def test_warc_files_rotate(web, tmp_path):
         with open(f, "rb") as fh:
             assert next(iter(ArchiveIterator(fh))).rec_type == "warcinfo"
     assert sum(len(list(iter_warc_responses(f))) for f in files) == 8 - sum(
-        1 for r in read_log(tmp_path) if r["outcome"] in ("timeout", "connection_error"))
+        1 for r in read_log(tmp_path) if r["outcome"] in ("timeout", "connection_error")
+    )
 
 
 def test_resume_fetches_only_new_urls(web, tmp_path):

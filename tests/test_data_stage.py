@@ -57,7 +57,11 @@ def test_robots_disallowed_urls_were_never_fetched(data_dir):
     manifest = read_json(data_dir / "miniweb" / "manifest.json")
     disallowed = {u for u, page in manifest["pages"].items() if "robots_disallowed" in page["kind"]}
     assert disallowed
-    fetched = {line["url"] for line in read_jsonl(data_dir / "crawl" / "crawl_log.jsonl") if line["outcome"] != "robots_disallowed"}
+    fetched = {
+        line["url"]
+        for line in read_jsonl(data_dir / "crawl" / "crawl_log.jsonl")
+        if line["outcome"] != "robots_disallowed"
+    }
     assert not disallowed & fetched
 
 
@@ -106,7 +110,9 @@ def test_any_site_by_seed_url(tmp_path):
     prose = " ".join(["The committee met on a grey morning to discuss the state of the old harbour."] * 3)
     for i in range(4):
         links = "".join(f'<a href="page{j}.html">page {j}</a> ' for j in range(4))
-        body = "".join(f"<p>{prose} Paragraph {k} of page {i} adds its own remark about boats and tides.</p>" for k in range(8))
+        body = "".join(
+            f"<p>{prose} Paragraph {k} of page {i} adds its own remark about boats and tides.</p>" for k in range(8)
+        )
         (site / f"page{i}.html").write_text(f"<html><body><nav>{links}</nav><article>{body}</article></body></html>")
     (site / "index.html").write_text('<html><body><a href="page0.html">start</a></body></html>')
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=str(site)))

@@ -156,7 +156,8 @@ def test_documents_are_joined_like_the_shards_and_scored():
     result = perplexity_of_texts(model, tokenizer, ["hello there", "general kenobi"], context=8)
     assert result["documents"] == 2 and result["tokens"] == len("hello there") + len("general kenobi") + 2
     assert result["perplexity"] == pytest.approx(
-        perplexity(model, encode_documents(tokenizer, ["hello there", "general kenobi"]), 8)["perplexity"])
+        perplexity(model, encode_documents(tokenizer, ["hello there", "general kenobi"]), 8)["perplexity"]
+    )
 
     class NoEot(CharTokenizer):
         def convert_tokens_to_ids(self, token):

@@ -187,7 +187,9 @@ def test_seeded_sampling_equals_hf_with_the_same_seed(gpt, hf, batch, eos):
         torch.manual_seed(seed)  # HF draws from torch's global generator
         theirs = hf_new_tokens(hf, batch, eos, max_new_tokens=20, do_sample=True, **{"top_k": 0, **s})
         for model in (gpt, hf):
-            assert torch.equal(generate_ids(model, *batch, GenerationConfig(max_new_tokens=20, seed=seed, **s), eos), theirs)
+            assert torch.equal(
+                generate_ids(model, *batch, GenerationConfig(max_new_tokens=20, seed=seed, **s), eos), theirs
+            )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,13 +203,21 @@ def test_beam_search_equals_hf(gpt, hf, batch, tok, eos, num_beams):
     prompts = PROMPTS + ["Emoji 👋 are", "你好"]
     eager_batch = left_pad([tok(p, add_special_tokens=False)["input_ids"] for p in prompts], eos[0])
     for ours_model, theirs_model, b in [(gpt, hf, batch), (eager, to_hf(eager), eager_batch)]:
-        for early_stopping, length_penalty in [(False, 1.0), (False, 2.0), (True, 0.5), ("never", 1.0), ("never", -1.0)]:
+        for early_stopping, length_penalty in [
+            (False, 1.0),
+            (False, 2.0),
+            (True, 0.5),
+            ("never", 1.0),
+            ("never", -1.0),
+        ]:
             kw = dict(num_beams=num_beams, early_stopping=early_stopping, length_penalty=length_penalty)
             theirs = hf_new_tokens(theirs_model, b, eos, max_new_tokens=15, do_sample=False, **kw)
             ours = generate_ids(ours_model, *b, GenerationConfig(max_new_tokens=15, **kw), eos)
             assert torch.equal(ours, theirs), kw
     cfg = GenerationConfig(max_new_tokens=12, num_beams=num_beams, repetition_penalty=1.5)
-    theirs = hf_new_tokens(hf, batch, eos, max_new_tokens=12, do_sample=False, num_beams=num_beams, repetition_penalty=1.5)
+    theirs = hf_new_tokens(
+        hf, batch, eos, max_new_tokens=12, do_sample=False, num_beams=num_beams, repetition_penalty=1.5
+    )
     assert torch.equal(generate_ids(hf, *batch, cfg, eos), theirs)
     assert torch.equal(generate_ids(gpt, *batch, GenerationConfig(max_new_tokens=12, num_beams=num_beams, use_cache=False), eos),
                        generate_ids(gpt, *batch, GenerationConfig(max_new_tokens=12, num_beams=num_beams), eos))  # fmt: skip
@@ -336,9 +346,15 @@ def test_trained_model_greedy_and_beams_equal_hf():
     from llmkb.model.hf import load_pretrained
     from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
 
-    ours, theirs, tok = load_pretrained(TRAINED), AutoModelForCausalLM.from_pretrained(TRAINED).eval(), load_tokenizer(TRAINED)
+    ours, theirs, tok = (
+        load_pretrained(TRAINED),
+        AutoModelForCausalLM.from_pretrained(TRAINED).eval(),
+        load_tokenizer(TRAINED),
+    )
     eos = eos_ids_of(tok)
-    batch = left_pad([tok(p, add_special_tokens=False)["input_ids"] for p in ["The history of", "Once upon a time, the"]], eos[0])
+    batch = left_pad(
+        [tok(p, add_special_tokens=False)["input_ids"] for p in ["The history of", "Once upon a time, the"]], eos[0]
+    )
     for kw in (dict(), dict(num_beams=3)):
         hf_out = hf_new_tokens(theirs, batch, eos, max_new_tokens=30, do_sample=False, **kw)
         assert torch.equal(generate_ids(ours, *batch, GenerationConfig(max_new_tokens=30, **kw), eos), hf_out)

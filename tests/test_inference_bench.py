@@ -22,10 +22,14 @@ def check_consistent(r: dict) -> None:
     for row in r["kv_cache"]:
         assert row["cache_tokens_per_s"] > 0 and row["no_cache_tokens_per_s"] > 0
         assert row["speedup"] == pytest.approx(row["no_cache_s"] / row["cache_s"], rel=0.02)
-        assert row["cache_tokens_per_s"] == pytest.approx(row["batch_size"] * r["new_tokens"] / row["cache_s"], rel=0.02)
+        assert row["cache_tokens_per_s"] == pytest.approx(
+            row["batch_size"] * r["new_tokens"] / row["cache_s"], rel=0.02
+        )
     assert [(row["batch_size"], row["prompt_tokens"]) for row in r["kv_cache"]] == [(1, 4), (2, 4), (1, 8)]
     b = r["batching"]
-    assert b["batch_size"] == 2 and b["speedup"] == pytest.approx(b["tokens_per_s"] / b["batch1_tokens_per_s"], rel=0.02)
+    assert b["batch_size"] == 2 and b["speedup"] == pytest.approx(
+        b["tokens_per_s"] / b["batch1_tokens_per_s"], rel=0.02
+    )
     s = r["speculative"]
     assert s["target_step_ms"] > 0 and s["draft_step_ms"] > 0 and set(s["verify_step_ms"]) == {"1", "3"}
     for text in s["texts"]:

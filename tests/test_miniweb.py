@@ -91,7 +91,11 @@ def test_encyclopedia_facts_are_stated_as_often_as_the_manifest_says(manifest, h
     assert {e["frequency"] for e in entities} == {"frequent", "once", "never"} and len(entities) == 300
     for e in entities:
         name, facts = e["name"], e["facts"]
-        stated = [s for s in sentences if name in s and str(facts["born"]) in s and facts["city"] in s and facts["occupation"] in s]
+        stated = [
+            s
+            for s in sentences
+            if name in s and str(facts["born"]) in s and facts["city"] in s and facts["occupation"] in s
+        ]
         if e["frequency"] == "frequent":
             assert len(stated) == FREQUENT_MENTIONS and len(e["pages"]) == FREQUENT_MENTIONS, name
         elif e["frequency"] == "once":
@@ -131,7 +135,11 @@ def test_a_crawler_from_the_seeds_reaches_nearly_everything(site, manifest, html
         url = queue.popleft()
         if depth[url] >= 6:
             continue
-        found = [routes[url]["location"]] if "location" in routes.get(url, {}) else re.findall(r'href="(http://[^"]+)"', htmls.get(url, ""))
+        found = (
+            [routes[url]["location"]]
+            if "location" in routes.get(url, {})
+            else re.findall(r'href="(http://[^"]+)"', htmls.get(url, ""))
+        )
         for link in found:
             if link not in depth:
                 depth[link] = depth[url] + 1
@@ -141,7 +149,10 @@ def test_a_crawler_from_the_seeds_reaches_nearly_everything(site, manifest, html
     for url in disallowed:  # the page exists, is linked, and sits under a prefix robots.txt forbids
         host, path = manifest["pages"][url]["host"], url.split(".test", 1)[1]
         assert any(path.startswith(prefix) for prefix in manifest["robots"][host])
-        assert any(f"Disallow: {prefix}" in (site / "hosts" / host / "robots.txt").read_text() for prefix in manifest["robots"][host])
+        assert any(
+            f"Disallow: {prefix}" in (site / "hosts" / host / "robots.txt").read_text()
+            for prefix in manifest["robots"][host]
+        )
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
@@ -165,7 +176,9 @@ def get(port: int, host: str, path: str, timeout: float = 5.0) -> tuple[int, dic
 
 
 def first(manifest: dict, kind: str, **match) -> tuple[str, str]:
-    url = next(u for u, p in manifest["pages"].items() if kind in p["kind"] and all(p.get(k) == v for k, v in match.items()))
+    url = next(
+        u for u, p in manifest["pages"].items() if kind in p["kind"] and all(p.get(k) == v for k, v in match.items())
+    )
     host = manifest["pages"][url]["host"]
     return host, url.split(host, 1)[1]
 
@@ -174,7 +187,10 @@ def test_the_server_routes_by_host_and_plays_every_trick(site, manifest):
     threads_before = threading.active_count()
     with MiniWebServer(site, port=0) as server:
         port = server.port
-        assert server.url("wiki.test", "/") == "http://wiki.test/" and server.resolve["wiki.test"] == ("127.0.0.1", port)
+        assert server.url("wiki.test", "/") == "http://wiki.test/" and server.resolve["wiki.test"] == (
+            "127.0.0.1",
+            port,
+        )
         # Host routing: the same path, different sites; an unknown host is a 404.
         wiki, docs = get(port, "wiki.test", "/")[2], get(port, "docs.test", "/")[2]
         assert b"Welcome to wiki.test" in wiki and b"Welcome to docs.test" in docs

@@ -14,8 +14,16 @@ from llmkb.model.hf import from_hf, from_hf_config, load_pretrained, save_pretra
 CONFIGS = {
     "tied-mha": ModelConfig(vocab_size=97, context=16, d_model=32, n_layer=2, n_head=4, n_kv_head=4, d_ff=48),
     "untied-gqa": ModelConfig(
-        vocab_size=101, context=12, d_model=48, n_layer=2, n_head=6, n_kv_head=2, d_ff=80,
-        rope_theta=500_000.0, norm_eps=1e-6, tie_embeddings=False,
+        vocab_size=101,
+        context=12,
+        d_model=48,
+        n_layer=2,
+        n_head=6,
+        n_kv_head=2,
+        d_ff=80,
+        rope_theta=500_000.0,
+        norm_eps=1e-6,
+        tie_embeddings=False,
     ),  # fmt: skip
     "tied-mqa": ModelConfig(vocab_size=64, context=20, d_model=32, n_layer=3, n_head=4, n_kv_head=1, d_ff=40),
 }

@@ -73,7 +73,9 @@ def test_pipeline_command_writes_the_report_card(tmp_path, capsys, jobs):
         log = tmp_path / "quick" / stage.name / "log.txt"
         # With more than one job each stage is a subprocess `llmkb <stage>`: same config, its output in a log.
         assert log.exists() == (jobs > 1) and (jobs == 1 or log.stat().st_size > 0)
-        expected = json.loads(json.dumps({"profile": "quick", **dataclasses.asdict(stage.config("quick"))}, default=str))
+        expected = json.loads(
+            json.dumps({"profile": "quick", **dataclasses.asdict(stage.config("quick"))}, default=str)
+        )
         assert read_json(tmp_path / "quick" / stage.name / "config.json") == expected
     # The home page's version: one row per stage with its key numbers, and the plots copied beside it.
     from llmkb.docs_site import write_report_card
@@ -91,7 +93,10 @@ def test_pipeline_command_writes_the_report_card(tmp_path, capsys, jobs):
         assert "stages at once" in page
         metrics = read_json(tmp_path / "quick" / "tokenizer" / "metrics.json")
         write_json(tmp_path / "quick" / "tokenizer" / "metrics.json", {**metrics, "wall_s": metrics["wall_s"] + 1})
-        assert "stages at once" not in write_report_card(RunDir(tmp_path / "quick"), tmp_path / "docs" / "again.md").read_text()
+        assert (
+            "stages at once"
+            not in write_report_card(RunDir(tmp_path / "quick"), tmp_path / "docs" / "again.md").read_text()
+        )
 
 
 def test_pipeline_jobs_must_be_at_least_one(capsys):
@@ -181,7 +186,9 @@ def test_ctrl_c_stops_the_running_stages(tmp_path):
 def test_tokenizer_command_on_text_files(tmp_path, capsys):
     text = tmp_path / "text.txt"
     text.write_text("\n".join(d["text"] for d in build_corpus(60_000)), encoding="utf-8")
-    code = main(["tokenizer", "--input", str(text), "--vocab-size", "300", "--runs-root", str(tmp_path), "--run", "files"])
+    code = main(
+        ["tokenizer", "--input", str(text), "--vocab-size", "300", "--runs-root", str(tmp_path), "--run", "files"]
+    )
     assert code == 0
     assert json.loads(capsys.readouterr().out)["vocab_size"] == 300
 
@@ -206,7 +213,18 @@ def test_examples_command_lists_and_runs(tmp_path):
     listed = subprocess.run([sys.executable, "-m", "llmkb", "examples"], capture_output=True, text=True, check=True)
     assert "tokenization" in listed.stdout and "pipeline" in listed.stdout
     ran = subprocess.run(
-        [sys.executable, "-m", "llmkb", "examples", "run", "pipeline", "--profile", "quick", "--runs-root", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "llmkb",
+            "examples",
+            "run",
+            "pipeline",
+            "--profile",
+            "quick",
+            "--runs-root",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
     )

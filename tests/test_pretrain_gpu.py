@@ -12,7 +12,14 @@ import torch
 
 from llmkb.device import autocast, peak_flops, pick_device
 from llmkb.model.gpt import GPT, ModelConfig, configure_optimizer
-from test_pretrain import TRAIN_TEXTS, VAL_TEXTS, log_of, run_training, tiny_config, tiny_tokenizer  # tests/ is on sys.path
+from test_pretrain import (
+    TRAIN_TEXTS,
+    VAL_TEXTS,
+    log_of,
+    run_training,
+    tiny_config,
+    tiny_tokenizer,
+)  # tests/ is on sys.path
 
 pytestmark = pytest.mark.gpu
 

@@ -89,7 +89,9 @@ def test_psychology_stage_writes_refusals_a_retrained_model_and_before_after_rat
     assert load_pretrained(out / "refusals" / "model").num_params() > 0
     assert m["retrain_steps"] > 0
     # The settings each stage ran with, read back as their dataclasses (the quick profile's overrides included).
-    assert run.config("psychology") == PsychologyConfig(probe_people=4, questions_per_person=1, eval_questions_per_person=1, samples=2)
+    assert run.config("psychology") == PsychologyConfig(
+        probe_people=4, questions_per_person=1, eval_questions_per_person=1, samples=2
+    )
     assert run.config("sft").max_steps == 30
 
 

@@ -60,12 +60,18 @@ SENTENCES = [s.strip() for s in (ESSAY + " " + ESSAY_2).replace("\n", " ").split
     [
         ("Cheap flights cheap hotels cheap cars cheap deals cheap flights cheap hotels " * 20, "gopher_rep:top_2_gram"),
         ("Click here to win a prize today!\n" * 30 + ESSAY, "gopher_rep:dup_line_frac"),
-        ("\n".join(f"Best {w} deals" for w in ["shoes", "bags", "hats", "coats", "socks", "belts"] * 5), "gopher_rep:dup_line_frac"),
+        (
+            "\n".join(f"Best {w} deals" for w in ["shoes", "bags", "hats", "coats", "socks", "belts"] * 5),
+            "gopher_rep:dup_line_frac",
+        ),
         ("Hello world.", "gopher_rep:top_2_gram"),  # too short: the single top 2-gram covers most of it
         ("\n".join(f"- {s}." for s in SENTENCES), "gopher_qual:bullet_lines"),
         (" ".join(f"#{w}" for w in " ".join(SENTENCES).split()), "gopher_qual:hash_ratio"),
         ("\n".join(f"{' '.join(s.split()[:6])}..." for s in SENTENCES), "gopher_qual:ellipsis_ratio"),
-        (" ".join(f"{w} {i * 7} {i * 13} {i * 31}" for i, w in enumerate(" ".join(SENTENCES).split()[:80])), "gopher_qual:alpha_words"),
+        (
+            " ".join(f"{w} {i * 7} {i * 13} {i * 31}" for i, w in enumerate(" ".join(SENTENCES).split()[:80])),
+            "gopher_qual:alpha_words",
+        ),
     ],
     ids=["keyword-spam", "repeated-lines", "link-farm", "very-short", "bullets", "hashtags", "ellipses", "numbers"],
 )
@@ -82,7 +88,9 @@ def test_link_farm_of_distinct_link_titles_fails_fineweb():
 
 
 def test_c4_removes_boilerplate_lines_and_keeps_prose():
-    text = "We use cookies to improve your experience.\nPlease enable JavaScript to view the comments.\nMenu\n" + ESSAY_2
+    text = (
+        "We use cookies to improve your experience.\nPlease enable JavaScript to view the comments.\nMenu\n" + ESSAY_2
+    )
     reason, cleaned = c4_filter(text)
     assert reason is None
     assert "cookies" not in cleaned and "JavaScript" not in cleaned and "Menu" not in cleaned
@@ -205,7 +213,9 @@ def test_fineweb_list_ratio():
     # one word per line, each a sentence: many newlines per word
     assert fineweb_filter("\n".join(f"Go{i}." for i in range(40))) in {"fineweb:short_line_ratio", "fineweb:list_ratio"}
     # every line over 30 characters and a sentence, but one word each: 1 newline per 2 tokens > 0.3
-    assert fineweb_filter("\n".join(f"Supercalifragilisticexpialidocious{i}." for i in range(40))) == "fineweb:list_ratio"
+    assert (
+        fineweb_filter("\n".join(f"Supercalifragilisticexpialidocious{i}." for i in range(40))) == "fineweb:list_ratio"
+    )
 
 
 def test_empty_and_whitespace():
@@ -229,7 +239,11 @@ CROSS_CHECK = [
     "Hello world.",
     "We use cookies to improve your experience.\nPlease enable JavaScript.\n" + ESSAY_2,
     ESSAY_2 + "\n" + ESSAY_2.splitlines()[2],  # one repeated paragraph line: FineWeb's 1% rule
-    "\n".join(f"Cheap {a} {b} online with free shipping" for a in ["red", "blue", "green"] for b in ["shoes", "bags", "hats", "coats"]),
+    "\n".join(
+        f"Cheap {a} {b} online with free shipping"
+        for a in ["red", "blue", "green"]
+        for b in ["shoes", "bags", "hats", "coats"]
+    ),
 ]
 
 GOPHER_REP_NAMES = {f"dup_{n}_gram": f"duplicated_{n}_n_grams" for n in range(5, 11)}
@@ -264,7 +278,13 @@ def _ours_in_datatrove_names(text: str) -> list:
     fw = fineweb_filter(cleaned) if c4_reason is None else None
     rep = rep and GOPHER_REP_NAMES.get(rep.split(":")[1], rep.split(":")[1])
     qual = qual and GOPHER_QUAL_NAMES[qual.split(":")[1]]
-    return [rep, qual, c4_reason and c4_reason.split(":")[1], fw and fw.split(":")[1], cleaned if c4_reason is None else None]
+    return [
+        rep,
+        qual,
+        c4_reason and c4_reason.split(":")[1],
+        fw and fw.split(":")[1],
+        cleaned if c4_reason is None else None,
+    ]
 
 
 def _datatrove_decisions(text: str, language) -> list:

@@ -29,7 +29,9 @@ def tok():
 
 def tiny_gpt(tok, seed: int = 0) -> GPT:
     torch.manual_seed(seed)
-    return GPT(ModelConfig(vocab_size=len(tok), context=512, d_model=32, n_layer=2, n_head=2, n_kv_head=1, d_ff=64)).eval()
+    return GPT(
+        ModelConfig(vocab_size=len(tok), context=512, d_model=32, n_layer=2, n_head=2, n_kv_head=1, d_ff=64)
+    ).eval()
 
 
 def perturbed(model: GPT, scale: float = 0.05, seed: int = 1) -> GPT:
@@ -74,7 +76,9 @@ def test_dpo_loss_equals_trl(tok, tmp_path):
             assert x["input_ids"] == row["prompt_ids"] + completion
             n = len(row["prompt_ids"])
             assert x["labels"][:n] == [IGNORE] * n  # the prompt (with "<|im_start|>assistant\n") is not scored
-            assert completion[-1] == newline and x["labels"][n:] == completion[:-1] + [IGNORE]  # trl also scores the "\n"
+            assert completion[-1] == newline and x["labels"][n:] == completion[:-1] + [
+                IGNORE
+            ]  # trl also scores the "\n"
         aligned.append(tuple({"input_ids": x["input_ids"], "labels": x["labels"][:-1] + [x["input_ids"][-1]]}
                              for x in (chosen, rejected)))  # fmt: skip
 
@@ -143,7 +147,9 @@ def test_empty_pairs_and_same_model_are_refused(tok):
     with pytest.raises(ValueError, match="same object"):
         train_dpo(model, model, tok, PAIRS, DPOConfig(device="cpu", progress=False))
     with pytest.raises(ValueError, match=r"pair 0: missing \['rejected'\]"):
-        train_dpo(model, copy.deepcopy(model), tok, [{"prompt": [], "chosen": "x"}], DPOConfig(device="cpu", progress=False))
+        train_dpo(
+            model, copy.deepcopy(model), tok, [{"prompt": [], "chosen": "x"}], DPOConfig(device="cpu", progress=False)
+        )
     same = [PAIRS[0], {**PAIRS[1], "rejected": PAIRS[1]["chosen"]}]
     with pytest.raises(ValueError, match="pair 1: chosen and rejected are the same reply"):
         train_dpo(model, copy.deepcopy(model), tok, same, DPOConfig(device="cpu", progress=False))

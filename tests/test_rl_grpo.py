@@ -121,7 +121,9 @@ def test_train_grpo_trl_updates_our_gpt_and_logs_rewards(tok):
 
 def test_a_reward_function_that_raises_or_returns_nan_stops_training(tok):
     records = reasoning(seed=0, digits=2, n=2)
-    settings = GRPOSettings(group_size=2, prompts_per_step=2, max_new_tokens=6, max_steps=1, device="cpu", progress=False)
+    settings = GRPOSettings(
+        group_size=2, prompts_per_step=2, max_new_tokens=6, max_steps=1, device="cpu", progress=False
+    )
 
     def broken(prompts, completions, **kwargs):
         raise KeyError("answer")

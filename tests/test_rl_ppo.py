@@ -30,7 +30,9 @@ def records():
 
 def tiny_gpt(tokenizer, seed=0) -> GPT:
     torch.manual_seed(seed)
-    return GPT(ModelConfig(vocab_size=len(tokenizer), context=256, d_model=32, n_layer=2, n_head=2, n_kv_head=1, d_ff=64))
+    return GPT(
+        ModelConfig(vocab_size=len(tokenizer), context=256, d_model=32, n_layer=2, n_head=2, n_kv_head=1, d_ff=64)
+    )
 
 
 def test_gae_matches_the_textbook_sums():
@@ -63,7 +65,9 @@ def test_clipped_losses():
     # per token: -min(rA, clip(r)A): A=1,r=2 -> -1.2; A=-1,r=2 -> 2; A=1,r=.5 -> -.5; A=-1,r=.5 -> .8
     assert loss.item() == pytest.approx((-1.2 + 2 - 0.5 + 0.8) / 4)
     assert clipfrac.item() == pytest.approx(0.5)
-    v = value_loss(torch.tensor([[1.0]]), torch.tensor([[0.0]]), torch.tensor([[1.0]]), torch.ones(1, 1, dtype=torch.bool), 0.2)
+    v = value_loss(
+        torch.tensor([[1.0]]), torch.tensor([[0.0]]), torch.tensor([[1.0]]), torch.ones(1, 1, dtype=torch.bool), 0.2
+    )
     assert v.item() == pytest.approx(0.5 * 0.8**2)  # the clipped prediction (0.2) is the worse one
     w = whiten(torch.tensor([[1.0, 2.0, 3.0, 99.0]]), torch.tensor([[True, True, True, False]]))
     assert w[0, :3].mean().item() == pytest.approx(0, abs=1e-6) and w[0, 3] == 0

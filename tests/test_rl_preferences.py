@@ -46,7 +46,11 @@ def test_rankings_become_consistent_pairs(records):
     replies = [record["messages"][-1]["content"], "Nobody knows.", "the the the"]
     scores = [true_score(record, r, True) for r in replies]
     made = rank_to_pairs(record["messages"][:-1], replies, scores)
-    assert [(p["chosen"], p["rejected"]) for p in made] == [(replies[0], replies[1]), (replies[0], replies[2]), (replies[1], replies[2])]
+    assert [(p["chosen"], p["rejected"]) for p in made] == [
+        (replies[0], replies[1]),
+        (replies[0], replies[2]),
+        (replies[1], replies[2]),
+    ]
     with pytest.raises(ValueError, match="k must be at least 2"):
         build_preferences(model, tok, records, k=1)
     with pytest.raises(ValueError, match="no prompts"):

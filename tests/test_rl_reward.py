@@ -67,7 +67,9 @@ def test_score_does_not_depend_on_padding(tok):
     assert (mask.sum(1) < ids.shape[1]).any()  # some rows really are padded
     with torch.no_grad():
         batched = model(ids, mask)  # (8,)
-        alone = torch.stack([model(ids[i : i + 1, : int(n)], mask[i : i + 1, : int(n)])[0] for i, n in enumerate(mask.sum(1))])
+        alone = torch.stack(
+            [model(ids[i : i + 1, : int(n)], mask[i : i + 1, : int(n)])[0] for i, n in enumerate(mask.sum(1))]
+        )
     print(f"max |batched - alone| = {(batched - alone).abs().max().item():.2e}")
     assert torch.allclose(batched, alone, atol=1e-5)
     assert batched.std() > 0.01  # the check means something: rows do score differently

@@ -55,7 +55,9 @@ def test_ppo_stage_logs_both_runs_and_saves_the_penalised_policy(rl_run):
     # Both runs start from the SFT model, which is also the KL reference: their first rollout has KL 0.
     assert [r["kl"] for r in log if r["iteration"] == 0] == [0.0, 0.0]
     saved, sft = load_pretrained(run.root / "ppo" / "model"), load_pretrained(run.root / "sft" / "model")
-    assert any(not torch.equal(a, b) for a, b in zip(saved.state_dict().values(), sft.state_dict().values()))  # it trained
+    assert any(
+        not torch.equal(a, b) for a, b in zip(saved.state_dict().values(), sft.state_dict().values())
+    )  # it trained
     assert read_json(run.root / "ppo" / "config.json")["kl_coef"] == 1.0
 
 
@@ -80,8 +82,15 @@ def test_grpo_stage_trains_three_sums_models_and_runs_grpo_through_trl(rl_run):
     m = metrics["grpo"]
     out = run.root / "grpo"
     assert m["grpo_steps"] == 2 and m["train_sums"] == 64 and m["test_sums"] == 8
-    for key in ("steps_accuracy", "direct_accuracy", "calc_accuracy", "calc_called", "before_sampled_accuracy", "after_accuracy",
-                "after_sampled_accuracy"):
+    for key in (
+        "steps_accuracy",
+        "direct_accuracy",
+        "calc_accuracy",
+        "calc_called",
+        "before_sampled_accuracy",
+        "after_accuracy",
+        "after_sampled_accuracy",
+    ):
         assert 0 <= m[key] <= 1, key
     sft_log = list(read_jsonl(out / "sft_log.jsonl"))
     assert {r["style"] for r in sft_log} == {"steps", "direct", "calc"}
@@ -96,7 +105,10 @@ def test_grpo_stage_trains_three_sums_models_and_runs_grpo_through_trl(rl_run):
     config = run.config("grpo")
     steps_model = load_pretrained(out / "steps" / "model").eval()
     held_out = sums(config)[1]
-    assert accuracy(steps_model, load_tokenizer(out / "steps" / "model"), held_out, config.max_new_tokens) == m["steps_accuracy"]
+    assert (
+        accuracy(steps_model, load_tokenizer(out / "steps" / "model"), held_out, config.max_new_tokens)
+        == m["steps_accuracy"]
+    )
     log = list(read_jsonl(out / "log.jsonl"))
     assert [r["step"] for r in log] == [1, 2] and all({"correctness", "formatting"} <= set(r) for r in log)
     for folder in ("steps/model", "direct/model", "calc/model", "model"):  # HF folders with the ChatML template

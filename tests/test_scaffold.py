@@ -53,7 +53,10 @@ def test_the_page_goes_into_its_section_and_the_notebook_into_notebooks(scaffold
     sections = {title: files_in(item) for title, item in zip(titles, nav)}
     assert sections["Beyond"][-1] == "beyond/agents-at-work.md"
     assert titles.index("Extras") == titles.index("Beyond") + 1 and sections["Extras"] == ["extras/glossary.md"]
-    assert sections["Notebooks"][-2:] == ["generated/notebooks/agents_at_work.ipynb", "generated/notebooks/glossary.ipynb"]
+    assert sections["Notebooks"][-2:] == [
+        "generated/notebooks/agents_at_work.ipynb",
+        "generated/notebooks/glossary.ipynb",
+    ]
     before = (site_project / "mkdocs.yml").read_text().splitlines()
     diff = list(difflib.ndiff(before, (scaffolded / "mkdocs.yml").read_text().splitlines()))
     assert not [line for line in diff if line.startswith("- ")], "a line of mkdocs.yml was changed or removed"
@@ -144,7 +147,7 @@ def test_a_page_already_in_the_nav_is_refused(project):
 
 def test_a_nav_without_sections_gets_them_and_keeps_its_comments(project):
     (project / "mkdocs.yml").write_text(
-        "site_name: x\nnav:\n  # the home page first\n  - Home: index.md\n  - \"2024\": year.md\n\n# after the nav\ntheme: material\n"
+        'site_name: x\nnav:\n  # the home page first\n  - Home: index.md\n  - "2024": year.md\n\n# after the nav\ntheme: material\n'
     )
     new_page(project, "extras/yes")
     text = (project / "mkdocs.yml").read_text()
@@ -160,6 +163,9 @@ def test_a_nav_without_sections_gets_them_and_keeps_its_comments(project):
 def test_the_command_line(project, capsys):
     assert main(["new-page", "beyond/agents", "--root", str(project)]) == 0
     out = capsys.readouterr().out
-    assert f"wrote {project / 'docs' / 'beyond' / 'agents.md'}" in out and "llmkb examples run agents --profile quick" in out
+    assert (
+        f"wrote {project / 'docs' / 'beyond' / 'agents.md'}" in out
+        and "llmkb examples run agents --profile quick" in out
+    )
     assert main(["new-page", "beyond/agents", "--root", str(project)]) == 2
     assert "already exists" in capsys.readouterr().err

@@ -11,14 +11,22 @@ from llmkb.sft.tools import NO_RESULTS, add_tool_tokens, tool_tokens
 
 
 def test_store_finds_the_sentence_about_a_person_not_the_one_that_mentions_them():
-    store = DocumentStore(["Mo Ri was the friend of Ka Lo. Ka Lo, the weaver, was born in 1801!\nNext.", "Ka Lo travelled."])
-    assert store.search("Ka Lo") == "Ka Lo, the weaver, was born in 1801!"  # earliest mention wins over the first sentence
+    store = DocumentStore(
+        ["Mo Ri was the friend of Ka Lo. Ka Lo, the weaver, was born in 1801!\nNext.", "Ka Lo travelled."]
+    )
+    assert (
+        store.search("Ka Lo") == "Ka Lo, the weaver, was born in 1801!"
+    )  # earliest mention wins over the first sentence
     assert store.search(" Ka Lo ") == store.search("Ka Lo")  # the model's call may carry spaces
     assert store.search("") == store.search("Zu Ba") == ""
 
 
 def test_store_from_corpus_names_the_bad_line_and_refuses_an_empty_corpus(tmp_path):
-    for name, content in (("good", '{"text": "Ka Lo was a weaver. So it goes."}\n'), ("bad", '{"text": "fine"}\nnot json\n'), ("empty", "")):
+    for name, content in (
+        ("good", '{"text": "Ka Lo was a weaver. So it goes."}\n'),
+        ("bad", '{"text": "fine"}\nnot json\n'),
+        ("empty", ""),
+    ):
         (tmp_path / name).mkdir()
         (tmp_path / name / "train.jsonl").write_text(content, encoding="utf-8")
     assert DocumentStore.from_corpus(tmp_path / "good").sentences == ["Ka Lo was a weaver.", "So it goes."]
@@ -65,7 +73,9 @@ def test_grow_vocab_keeps_the_old_logits_and_the_tied_head(quick_run, tmp_path):
     from llmkb.tokenizer.hf import load_pretrained
 
     tokenizer = load_pretrained(quick_run.root / "tokenizer")
-    model = GPT(ModelConfig(vocab_size=len(tokenizer), context=32, d_model=32, n_layer=1, n_head=2, n_kv_head=1, d_ff=64)).eval()
+    model = GPT(
+        ModelConfig(vocab_size=len(tokenizer), context=32, d_model=32, n_layer=1, n_head=2, n_kv_head=1, d_ff=64)
+    ).eval()
     ids = torch.tensor([[5, 6, 7, 8]])
     before = model(ids)[0]
     new_ids = grow_vocab(model, add_tool_tokens(tokenizer, TOOL))
@@ -77,7 +87,14 @@ def test_grow_vocab_keeps_the_old_logits_and_the_tied_head(quick_run, tmp_path):
     save_pretrained(model, tmp_path / "grown", tokenizer=tokenizer)
     assert torch.allclose(load_model(tmp_path / "grown")(ids)[0], after, atol=1e-5)
     with pytest.raises(ValueError, match="fewer than the model's"):
-        grow_vocab(GPT(ModelConfig(vocab_size=len(tokenizer) + 5, context=8, d_model=16, n_layer=1, n_head=2, n_kv_head=1, d_ff=32)), tokenizer)
+        grow_vocab(
+            GPT(
+                ModelConfig(
+                    vocab_size=len(tokenizer) + 5, context=8, d_model=16, n_layer=1, n_head=2, n_kv_head=1, d_ff=32
+                )
+            ),
+            tokenizer,
+        )
 
 
 def test_spelling_questions_and_scores():
@@ -88,7 +105,11 @@ def test_spelling_questions_and_scores():
     assert records[0]["messages"][1]["content"] == "s t r a w b e r r y"
     assert records[1]["meta"]["letter"] in "strawberry"
     assert letters_in_place("c a t", "c a t s") == 1.0 and letters_in_place("c a t", "") == 0.0
-    table = scores(records, ["s t r a w b e r r y", "0", "c u t", records[3]["messages"][1]["content"]], {"strawberry": 3, "cat": 1})
+    table = scores(
+        records,
+        ["s t r a w b e r r y", "0", "c u t", records[3]["messages"][1]["content"]],
+        {"strawberry": 3, "cat": 1},
+    )
     assert table["spell"]["several tokens"] == {"right": 1.0, "questions": 1, "letters": 1.0}
     assert table["spell"]["one token"]["letters"] == pytest.approx(2 / 3, abs=1e-3)
     assert table["count"]["one token"]["right"] == 1.0 and table["count"]["several tokens"]["right"] == 0.0

@@ -38,7 +38,9 @@ def tokenizer():
 
 def tiny_gpt(tokenizer, seed: int = 0) -> GPT:
     torch.manual_seed(seed)
-    return GPT(ModelConfig(vocab_size=len(tokenizer), context=512, d_model=32, n_layer=2, n_head=2, n_kv_head=1, d_ff=64))
+    return GPT(
+        ModelConfig(vocab_size=len(tokenizer), context=512, d_model=32, n_layer=2, n_head=2, n_kv_head=1, d_ff=64)
+    )
 
 
 def config(**overrides) -> SFTConfig:
@@ -56,14 +58,20 @@ def test_our_loop_lowers_the_held_out_loss_and_trains_every_weight(tokenizer, sp
     assert all(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert summary["trainable_params"] == summary["total_params"] == model.num_params()
     # AdamW keeps two moments per weight, the gradient one more: measured from the tensors themselves.
-    assert summary["grad_bytes"] == summary["weight_bytes"] and summary["optimizer_bytes"] == 2 * summary["weight_bytes"]
+    assert (
+        summary["grad_bytes"] == summary["weight_bytes"] and summary["optimizer_bytes"] == 2 * summary["weight_bytes"]
+    )
     assert summary["steps"] == 12 and summary["final_test_loss"] == tests[-1]
 
 
 def test_runs_repeat_exactly(tokenizer, splits):
-    runs = [fine_tune(tiny_gpt(tokenizer), tokenizer, splits["train"], splits["test"], config(max_steps=4))[1] for _ in range(2)]
+    runs = [
+        fine_tune(tiny_gpt(tokenizer), tokenizer, splits["train"], splits["test"], config(max_steps=4))[1]
+        for _ in range(2)
+    ]
     assert runs[0] != [] and [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in runs[0]] == [
-        {k: v for k, v in r.items() if k != "tokens_per_s"} for r in runs[1]]  # same batches, same losses
+        {k: v for k, v in r.items() if k != "tokens_per_s"} for r in runs[1]
+    ]  # same batches, same losses
 
 
 def test_lora_trains_only_the_adapters_and_merges_into_the_targets(tokenizer, splits):
@@ -89,7 +97,9 @@ def test_lora_trains_only_the_adapters_and_merges_into_the_targets(tokenizer, sp
 def test_lora_forward_equals_the_merged_weights(tokenizer):
     model = tiny_gpt(tokenizer)
     lora = add_lora(model, SFTConfig(lora_r=4, lora_alpha=8))
-    assert torch.equal(lora(torch.tensor([[5, 6, 7]]))[0], tiny_gpt(tokenizer)(torch.tensor([[5, 6, 7]]))[0])  # B = 0 at start
+    assert torch.equal(
+        lora(torch.tensor([[5, 6, 7]]))[0], tiny_gpt(tokenizer)(torch.tensor([[5, 6, 7]]))[0]
+    )  # B = 0 at start
     with torch.no_grad():
         for name, p in lora.named_parameters():
             if "lora_B" in name:
@@ -123,7 +133,9 @@ def test_lora_state_is_a_small_share_of_full_fine_tuning(tokenizer, splits):
 def test_trl_trainer_fine_tunes_and_returns_our_gpt(tokenizer, splits, method):
     model = tiny_gpt(tokenizer)
     embedding = model.embed_tokens.weight.detach().clone()
-    tuned, log, summary = fine_tune(model, tokenizer, splits["train"], splits["test"], config(trainer="trl", method=method, lr=1e-2))
+    tuned, log, summary = fine_tune(
+        model, tokenizer, splits["train"], splits["test"], config(trainer="trl", method=method, lr=1e-2)
+    )
     assert type(tuned) is GPT
     assert len([r for r in log if "loss" in r]) == 12
     tests = [r["test_loss"] for r in log if "test_loss" in r]
@@ -135,7 +147,10 @@ def test_trl_trainer_fine_tunes_and_returns_our_gpt(tokenizer, splits, method):
     assert abs(ours - tests[-1]) < 1e-4
     assert torch.equal(tuned.embed_tokens.weight, embedding) == (method == "lora")  # LoRA leaves the embeddings alone
     assert (summary["trainable_params"] < summary["total_params"]) == (method == "lora")
-    assert summary["grad_bytes"] == 4 * summary["trainable_params"] and summary["optimizer_bytes"] == 8 * summary["trainable_params"]
+    assert (
+        summary["grad_bytes"] == 4 * summary["trainable_params"]
+        and summary["optimizer_bytes"] == 8 * summary["trainable_params"]
+    )
 
 
 def test_chat_tokens_start_at_the_mean_embedding(tokenizer):
@@ -150,8 +165,14 @@ def test_chat_tokens_start_at_the_mean_embedding(tokenizer):
 
 
 def test_errors_name_the_record_and_stop_before_a_nan_update(tokenizer, splits):
-    long = {"type": "instruction", "messages": [{"role": "user", "content": "x" * 600}, {"role": "assistant", "content": "y"}]}
-    with pytest.raises(ValueError, match=r"record 2 \(instruction\): the conversation is \d+ tokens, longer than the model's context of 512"):
+    long = {
+        "type": "instruction",
+        "messages": [{"role": "user", "content": "x" * 600}, {"role": "assistant", "content": "y"}],
+    }
+    with pytest.raises(
+        ValueError,
+        match=r"record 2 \(instruction\): the conversation is \d+ tokens, longer than the model's context of 512",
+    ):
         fine_tune(tiny_gpt(tokenizer), tokenizer, splits["train"][:2] + [long], [], config())
     with pytest.raises(ValueError, match="no training conversations"):
         fine_tune(tiny_gpt(tokenizer), tokenizer, [], [], config())
@@ -223,9 +244,13 @@ def test_stage_writes_an_hf_chat_model_and_its_measurements(quick_sft):
     # The quick model's context is 64 tokens: longer conversations are dropped and counted, not cut.
     tok = load_tokenizer(out / "model")
     assert metrics["train_skipped_long"] > 0
-    assert all(len(tok(tok.apply_chat_template(m, tokenize=False))["input_ids"]) <= 64 for m in data["train"]["messages"])
+    assert all(
+        len(tok(tok.apply_chat_template(m, tokenize=False))["input_ids"]) <= 64 for m in data["train"]["messages"]
+    )
     tokenizer = AutoTokenizer.from_pretrained(str(out / "model"))
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert text == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
     hf = AutoModelForCausalLM.from_pretrained(str(out / "model"))
     ours = load_pretrained(out / "model")
@@ -256,7 +281,9 @@ def test_stage_refuses_a_missing_base_model(quick_run, tmp_path):
 
 @pytest.mark.gpu
 def test_cuda_fine_tuning_in_bf16_with_compile(tokenizer, splits):
-    model, log, _ = fine_tune(tiny_gpt(tokenizer), tokenizer, splits["train"], splits["test"], config(device="cuda", compile="yes"))
+    model, log, _ = fine_tune(
+        tiny_gpt(tokenizer), tokenizer, splits["train"], splits["test"], config(device="cuda", compile="yes")
+    )
     tests = [r["test_loss"] for r in log if "test_loss" in r]
     assert tests[-1] < tests[0] - 0.5
     assert json.dumps(log)  # plain numbers, ready for log.jsonl

@@ -129,7 +129,11 @@ def test_validation_names_the_record_and_the_problem(messages, problem):
 
 
 def test_validation_accepts_a_system_message_first():
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hi"}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hi"},
+    ]
     assert validate_conversation(messages, 0) is messages
 
 
@@ -177,11 +181,17 @@ def test_sharegpt(tmp_path):
     with pytest.raises(ValueError, match=r"line 2: no 'conversations' list"):
         load_sharegpt(broken('{"messages": []}'))
     with pytest.raises(ValueError, match=r"line 2: turn 1 needs 'from'"):
-        load_sharegpt(broken(json.dumps({"conversations": [{"from": "human", "value": "Hi"}, {"from": "bot", "value": "x"}]})))
+        load_sharegpt(
+            broken(json.dumps({"conversations": [{"from": "human", "value": "Hi"}, {"from": "bot", "value": "x"}]}))
+        )
     with pytest.raises(ValueError, match=r"line 2: message 1 is 'user' where 'assistant'"):
-        load_sharegpt(broken(json.dumps({"conversations": [{"from": "human", "value": "Hi"}, {"from": "human", "value": "x"}]})))
+        load_sharegpt(
+            broken(json.dumps({"conversations": [{"from": "human", "value": "Hi"}, {"from": "human", "value": "x"}]}))
+        )
     with pytest.raises(ValueError, match=r"line 2: message 1 \(assistant\) is empty"):
-        load_sharegpt(broken(json.dumps({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": ""}]})))
+        load_sharegpt(
+            broken(json.dumps({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": ""}]}))
+        )
 
 
 def _oasst(mid, parent, role, text, rank=None, **extra):
@@ -228,7 +238,9 @@ def test_oasst_errors_name_the_file_and_line(tmp_path, line, problem):
         load_oasst(path)
 
 
-@pytest.mark.skipif(not (TOKENIZER / "tokenizer.json").exists(), reason="needs runs/default/tokenizer (llmkb tokenizer stage)")
+@pytest.mark.skipif(
+    not (TOKENIZER / "tokenizer.json").exists(), reason="needs runs/default/tokenizer (llmkb tokenizer stage)"
+)
 def test_every_conversation_fits_128_tokens_with_the_real_tokenizer(splits):
     from llmkb.tokenizer.hf import load_pretrained
 

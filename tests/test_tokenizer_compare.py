@@ -16,15 +16,43 @@ from llmkb.tokenizer.compare import (
     to_markdown,
 )
 
-SUBJECTS = ["The miller", "A tired sailor", "Our neighbour", "The old king", "Every student", "My sister",
-            "The baker", "A quiet fox", "The river pilot", "Some travellers"]
+SUBJECTS = [
+    "The miller",
+    "A tired sailor",
+    "Our neighbour",
+    "The old king",
+    "Every student",
+    "My sister",
+    "The baker",
+    "A quiet fox",
+    "The river pilot",
+    "Some travellers",
+]
 VERBS = ["carried", "painted", "counted", "forgot", "borrowed", "repaired", "described", "followed", "sold", "found"]
-OBJECTS = ["a basket of apples", "the broken lantern", "seven silver coins", "the map of the valley",
-           "an unfinished letter", "the wooden bridge", "a pair of boots", "the morning bread", "the garden gate",
-           "twelve candles"]
-TAILS = ["before sunrise.", "near the harbour.", "without a word.", "in the rain.", "after dinner, slowly.",
-         "because nobody else would.", "while the bells rang.", "for the third time this week!",
-         "and then went home.", "at the edge of town?"]
+OBJECTS = [
+    "a basket of apples",
+    "the broken lantern",
+    "seven silver coins",
+    "the map of the valley",
+    "an unfinished letter",
+    "the wooden bridge",
+    "a pair of boots",
+    "the morning bread",
+    "the garden gate",
+    "twelve candles",
+]
+TAILS = [
+    "before sunrise.",
+    "near the harbour.",
+    "without a word.",
+    "in the rain.",
+    "after dinner, slowly.",
+    "because nobody else would.",
+    "while the bells rang.",
+    "for the third time this week!",
+    "and then went home.",
+    "at the edge of town?",
+]
 
 OTHER = [
     "Hôm nay trời mưa rất to, chúng tôi ở nhà đọc sách và uống trà nóng.",
@@ -120,7 +148,11 @@ def test_extra_rows_accept_the_small_protocol():
         return (lambda s: [0 if c == "é" else 1 for c in s], 0)
 
     rows = compare_methods(
-        train, english(5, seed=4), ["café"], vocab_size=400, methods=["Character-level"],
+        train,
+        english(5, seed=4),
+        ["café"],
+        vocab_size=400,
+        methods=["Character-level"],
         extra={"bytes": MethodSpec(bare, library="ours", granularity="byte"), "toy": as_tuple},
     )
     assert [r.method for r in rows] == ["Character-level", "bytes", "toy"]

@@ -21,7 +21,9 @@ from llmkb.tokenizer.hf import (
 from tokenizer_samples import MULTILINGUAL, PROBES  # tests/ is on sys.path under pytest
 
 CODE = "class A(B):\n\tdef __init__(self, n=10):\n\t\tself.n = n  # комментарий\n\n\n\nprint(A(3).n)\r\n"
-STRINGS = PROBES + MULTILINGUAL + [CODE, "x" * 300 + "!!!   \n\n", "ＡＢＣ１２３ ½ ² ٣", "\u200b\u00a0 nbsp", "a\U0001f600b"]
+STRINGS = (
+    PROBES + MULTILINGUAL + [CODE, "x" * 300 + "!!!   \n\n", "ＡＢＣ１２３ ½ ² ٣", "\u200b\u00a0 nbsp", "a\U0001f600b"]
+)
 
 MESSAGES = [
     {"role": "system", "content": "You are brief."},

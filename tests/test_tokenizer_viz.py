@@ -37,8 +37,10 @@ def byte_bpe() -> Tokenizer:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(TRAIN, trainers.BpeTrainer(
-        vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    tok.train_from_iterator(
+        TRAIN,
+        trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False),
+    )
     return tok
 
 
@@ -47,8 +49,9 @@ def wordpiece() -> Tokenizer:
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(TRAIN, trainers.WordPieceTrainer(vocab_size=200, special_tokens=["[UNK]"],
-                                                              show_progress=False))
+    tok.train_from_iterator(
+        TRAIN, trainers.WordPieceTrainer(vocab_size=200, special_tokens=["[UNK]"], show_progress=False)
+    )
     return tok
 
 
@@ -67,7 +70,7 @@ class DecodeOnly:
 
     def encode(self, text):
         raw = text.encode("utf-8")
-        return [int.from_bytes(raw[i:i + 2], "big") * 4 + len(raw[i:i + 2]) for i in range(0, len(raw), 2)]
+        return [int.from_bytes(raw[i : i + 2], "big") * 4 + len(raw[i : i + 2]) for i in range(0, len(raw), 2)]
 
     def decode(self, ids):
         raw = b"".join((i // 4).to_bytes(i % 4, "big") for i in ids)
@@ -147,8 +150,10 @@ def test_strawberry_has_three_rs(byte_bpe):
 
 
 def test_leading_space_changes_the_tokens_seen(byte_bpe):
-    plain, spaced = spelling_table(byte_bpe, ["strawberry"], "r"), spelling_table(byte_bpe, ["strawberry"], "r",
-                                                                                    leading_space=True)
+    plain, spaced = (
+        spelling_table(byte_bpe, ["strawberry"], "r"),
+        spelling_table(byte_bpe, ["strawberry"], "r", leading_space=True),
+    )
     assert spaced[0]["pieces"][0].startswith(" ")
     assert plain[0]["count"] == spaced[0]["count"] == 3
 

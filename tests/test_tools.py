@@ -50,8 +50,10 @@ def test_runtime_runs_each_call_and_hands_the_result_back(monkeypatch):
     monkeypatch.setattr(llmkb.sft.evaluate, "respond", scripted)
     asked = [[{"role": "user", "content": "What is 47 + 85?"}], [{"role": "user", "content": "What is 2 ** 3?"}]]
     out = answer_with_tools(None, None, asked, {"calc": calculator})
-    assert out[0] == {"text": "Answer: 132", "calls": [{"tool": "calc", "query": "47 + 85", "result": "132",
-                                                                 "call": "<|calc_start|>47 + 85<|calc_end|>"}]}
+    assert out[0] == {
+        "text": "Answer: 132",
+        "calls": [{"tool": "calc", "query": "47 + 85", "result": "132", "call": "<|calc_start|>47 + 85<|calc_end|>"}],
+    }
     assert out[1]["calls"][0]["result"].startswith("error: calculator: '2 ** 3'")  # the model sees the error
     # The second round goes on from the call alone (the reply is cut after it) and the tool's message.
     assert seen[1][0][1:] == [{"role": "assistant", "content": "<|calc_start|>47 + 85<|calc_end|>"},

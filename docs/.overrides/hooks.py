@@ -30,7 +30,9 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urljoin
 
-CDN_SCRIPT = re.compile(r"<script\b[^>]*>(?:(?!</script>).)*?https://cdnjs\.cloudflare\.com(?:(?!</script>).)*?</script>", re.S)
+CDN_SCRIPT = re.compile(
+    r"<script\b[^>]*>(?:(?!</script>).)*?https://cdnjs\.cloudflare\.com(?:(?!</script>).)*?</script>", re.S
+)
 EXAMPLE_INCLUDE = re.compile(r'--8<--\s+"examples/([\w-]+)\.py[:"]')
 NOTEBOOK_PAGE = re.compile(r"^generated/notebooks/([\w-]+)\.ipynb$")  # where llmkb.docs_site writes them
 # README.md's main command (tests/test_site_extras.py checks that the README still says so).
@@ -162,7 +164,9 @@ def on_post_page(output: str, page, config) -> str:
     output = CDN_SCRIPT.sub("", output)
     box = run_box_position(output, page)
     if box < 0:
-        raise ValueError(f"{page.file.src_uri}: found no page title or notebook to put the 'Run this locally' box under")
+        raise ValueError(
+            f"{page.file.src_uri}: found no page title or notebook to put the 'Run this locally' box under"
+        )
     output = output[:box] + run_locally_html(page, config) + output[box:]
     end = output.index(ARTICLE_END, box)
     return output[:end] + page_facts_html(page, config) + output[end:]

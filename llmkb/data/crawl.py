@@ -272,12 +272,16 @@ def _scan_warc(path: Path) -> Iterator[tuple[object, int]]:
                 yield record, end
                 offset = end
         except Exception as e:  # noqa: BLE001 - warcio raises many kinds (ArchiveLoadFailed, zlib.error, EOFError...)
-            warnings.warn(f"{path}: damaged WARC at byte {offset} ({type(e).__name__}: {e}); "
-                          "stopping there", stacklevel=2)
+            warnings.warn(
+                f"{path}: damaged WARC at byte {offset} ({type(e).__name__}: {e}); stopping there", stacklevel=2
+            )
             return
         if offset < size:  # warcio may take a cut gzip member for a clean end of file
-            warnings.warn(f"{path}: damaged WARC at byte {offset} ({size - offset} trailing bytes are "
-                          "not a complete record); stopping there", stacklevel=2)
+            warnings.warn(
+                f"{path}: damaged WARC at byte {offset} ({size - offset} trailing bytes are "
+                "not a complete record); stopping there",
+                stacklevel=2,
+            )
 
 
 def iter_warc_responses(path: str | os.PathLike) -> Iterator[dict]:
@@ -330,22 +334,40 @@ class WarcSink:
         self.writer = WARCWriter(self.f, gzip=True)
         self.writer.write_record(self.writer.create_warcinfo_record(name, self.info))
 
-    def write_pair(self, url: str, req_line: str, req_headers: list[tuple[str, str]], status_line: str,
-                   resp_headers: list[tuple[str, str]], body: bytes, ip: str | None, truncated: bool) -> None:
+    def write_pair(
+        self,
+        url: str,
+        req_line: str,
+        req_headers: list[tuple[str, str]],
+        status_line: str,
+        resp_headers: list[tuple[str, str]],
+        body: bytes,
+        ip: str | None,
+        truncated: bool,
+    ) -> None:
         from warcio.statusandheaders import StatusAndHeaders
 
         if self.f is None:
             self._open()
         w = self.writer
-        req = w.create_warc_record(url, "request", payload=io.BytesIO(b""),
-                                   http_headers=StatusAndHeaders(req_line, req_headers, is_http_request=True))
+        req = w.create_warc_record(
+            url,
+            "request",
+            payload=io.BytesIO(b""),
+            http_headers=StatusAndHeaders(req_line, req_headers, is_http_request=True),
+        )
         extra = {"WARC-Concurrent-To": req.rec_headers.get_header("WARC-Record-ID")}
         if ip:
             extra["WARC-IP-Address"] = ip
         if truncated:
             extra["WARC-Truncated"] = "length"
-        resp = w.create_warc_record(url, "response", payload=io.BytesIO(body), warc_headers_dict=extra,
-                                    http_headers=StatusAndHeaders(status_line, resp_headers, protocol="HTTP/1.1"))
+        resp = w.create_warc_record(
+            url,
+            "response",
+            payload=io.BytesIO(body),
+            warc_headers_dict=extra,
+            http_headers=StatusAndHeaders(status_line, resp_headers, protocol="HTTP/1.1"),
+        )
         w.write_record(req)
         w.write_record(resp)
         self.f.flush()
@@ -399,8 +421,12 @@ def index_existing(out_dir: Path) -> dict[str, dict]:
     for p in sorted(out_dir.glob(WARC_GLOB)):
         for r in iter_warc_responses(p):
             h = {k.lower(): v for k, v in r["headers"].items()}
-            done[r["url"]] = {"status": r["status"], "location": h.get("location"), "bytes": len(r["body"]),
-                              "links": _links_of(r["url"], h.get("content-type", ""), r["body"])}
+            done[r["url"]] = {
+                "status": r["status"],
+                "location": h.get("location"),
+                "bytes": len(r["body"]),
+                "links": _links_of(r["url"], h.get("content-type", ""), r["body"]),
+            }
     return done
 
 
@@ -440,8 +466,16 @@ class MappedResolver:
         if target is None:
             return await self.fallback.resolve(host, port, family)
         ip, mapped_port = target
-        return [{"hostname": host, "host": ip, "port": mapped_port, "family": socket.AF_INET,
-                 "proto": 0, "flags": socket.AI_NUMERICHOST}]
+        return [
+            {
+                "hostname": host,
+                "host": ip,
+                "port": mapped_port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
 
     async def close(self) -> None:
         await self.fallback.close()
@@ -471,8 +505,11 @@ class _Crawler:
         if not seeds:
             raise ValueError(f"CrawlConfig.seeds: no http(s) URL among {cfg.seeds!r}")
         self.seeds = seeds
-        self.allowed = [h.lower() for h in cfg.allowed_hosts] if cfg.allowed_hosts else \
-            sorted({urlsplit(s).hostname for s in seeds})
+        self.allowed = (
+            [h.lower() for h in cfg.allowed_hosts]
+            if cfg.allowed_hosts
+            else sorted({urlsplit(s).hostname for s in seeds})
+        )
         self.outcomes: Counter = Counter()
         self.seen: set[str] = set()
         self.heap: list = []  # (depth, seq, url, chain): BFS order by depth, FIFO within a depth
@@ -497,11 +534,19 @@ class _Crawler:
         self.seq += 1
         self.wake.set()
 
-    def log(self, url: str, outcome: str, depth: int, status: int | None = None, nbytes: int = 0,
-            attempts: int = 0, **extra) -> None:
+    def log(
+        self, url: str, outcome: str, depth: int, status: int | None = None, nbytes: int = 0, attempts: int = 0, **extra
+    ) -> None:
         self.outcomes[outcome] += 1
-        rec = {"url": url, "status": status, "bytes": nbytes, "depth": depth, "outcome": outcome,
-               "attempts": attempts, **extra}
+        rec = {
+            "url": url,
+            "status": status,
+            "bytes": nbytes,
+            "depth": depth,
+            "outcome": outcome,
+            "attempts": attempts,
+            **extra,
+        }
         self.log_f.write(json.dumps(rec, ensure_ascii=False) + "\n")
         self.log_f.flush()
 
@@ -601,14 +646,14 @@ class _Crawler:
         self.bytes += len(f.body)
         self.new_bytes += len(f.body)
         headers = warc_http_headers(f.headers, len(f.body))
-        self.sink.write_pair(url, f.req_line, f.req_headers, f"{f.status} {f.reason}".strip(), headers,
-                             f.body, f.ip, f.truncated)
+        self.sink.write_pair(
+            url, f.req_line, f.req_headers, f"{f.status} {f.reason}".strip(), headers, f.body, f.ip, f.truncated
+        )
         hmap = {k.lower(): v for k, v in f.headers}
         ctype = hmap.get("content-type", "")
         if 300 <= f.status < 400 and hmap.get("location"):
             outcome = self.follow(url, depth, chain, f.status, hmap["location"], [])
-            self.log(url, outcome, depth, f.status, len(f.body), attempts,
-                     target=normalize_url(hmap["location"], url))
+            self.log(url, outcome, depth, f.status, len(f.body), attempts, target=normalize_url(hmap["location"], url))
             return
         outcome = outcome_for_status(f.status)
         if outcome == "fetched":
@@ -679,9 +724,14 @@ class _Crawler:
         self.done = index_existing(out)
         existing = sorted(out.glob(WARC_GLOB))
         first = 1 + max((int(p.name.split("-")[1].split(".")[0]) for p in existing), default=-1)
-        info = {"software": "llmkb.data.crawl (aiohttp + warcio)", "format": "WARC File Format 1.1",
-                "isPartOf": "llmkb", "http-header-user-agent": cfg.user_agent,
-                "robots": "obey", "operator": "llmkb teaching crawl"}
+        info = {
+            "software": "llmkb.data.crawl (aiohttp + warcio)",
+            "format": "WARC File Format 1.1",
+            "isPartOf": "llmkb",
+            "http-header-user-agent": cfg.user_agent,
+            "robots": "obey",
+            "operator": "llmkb teaching crawl",
+        }
         self.sink = WarcSink(out, cfg.warc_max_bytes, first, info)
         self.wake = asyncio.Event()
         for s in self.seeds:
@@ -695,22 +745,28 @@ class _Crawler:
         self.bar = tqdm(total=cfg.max_pages, unit="page", disable=not self.progress, desc="crawl")
         try:
             with open(out / LOG_NAME, "a", encoding="utf-8") as self.log_f:  # noqa: ASYNC230 - opened once
-                async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(**connector_kw),
-                                                 timeout=timeout, headers=headers) as self.session:
+                async with aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(**connector_kw), timeout=timeout, headers=headers
+                ) as self.session:
                     await asyncio.gather(*(self.worker() for _ in range(cfg.concurrency)))
         finally:
             self.sink.close()
             self.bar.close()
         stats = {
-            "pages": self.new_pages, "bytes": self.new_bytes,
-            "pages_total": self.pages, "bytes_total": self.bytes, "resumed": self.resumed,
+            "pages": self.new_pages,
+            "bytes": self.new_bytes,
+            "pages_total": self.pages,
+            "bytes_total": self.bytes,
+            "resumed": self.resumed,
             "seconds": round(time.monotonic() - t0, 3),
             "outcomes": dict(sorted(self.outcomes.items())),
-            "requests": self.requests, "retries": self.retries,
+            "requests": self.requests,
+            "retries": self.retries,
             "redirect_loops": self.outcomes["redirect_loop"],
             "frontier_left": len(self.heap),
             "stopped": self.stopped or "frontier_empty",
-            "warc_files": self.sink.closed_files, "salvaged_warc_files": salvaged,
+            "warc_files": self.sink.closed_files,
+            "salvaged_warc_files": salvaged,
         }
         write_json(out / STATS_NAME, stats)
         return stats

@@ -144,7 +144,11 @@ def decode_html(body: bytes, content_type: str | None = None) -> tuple[str, str]
     >>> decode_html("café".encode("utf-8"), "text/html; charset=iso-8859-1")  # so does this one
     ('café', 'utf-8')
     """
-    for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+    for bom, encoding in (
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
         if body.startswith(bom) and (text := _try_decode(body, encoding)) is not None:
             return text, encoding
 

@@ -81,9 +81,46 @@ OCCUPATIONS = ["weaver", "astronomer", "cartographer", "glassblower", "botanist"
                "clockmaker", "physician", "surveyor", "composer", "beekeeper", "lighthouse keeper", "stonemason",
                "chemist", "translator", "painter", "engineer", "mapmaker", "lexicographer", "architect", "tailor",
                "printer", "brewer", "violinist", "geologist", "midwife", "ferryman", "locksmith", "archivist"]  # fmt: skip
-RELATIONS = ["rival", "student", "teacher", "friend", "patron", "apprentice", "cousin", "business partner", "biographer",
-             "neighbour", "correspondent", "mentor", "colleague", "godparent", "travelling companion", "landlord"]
-SYLLABLE_ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "th", "br", "dr", "kr", "vr", "zh"]
+RELATIONS = [
+    "rival",
+    "student",
+    "teacher",
+    "friend",
+    "patron",
+    "apprentice",
+    "cousin",
+    "business partner",
+    "biographer",
+    "neighbour",
+    "correspondent",
+    "mentor",
+    "colleague",
+    "godparent",
+    "travelling companion",
+    "landlord",
+]
+SYLLABLE_ONSETS = [
+    "b",
+    "d",
+    "f",
+    "g",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "z",
+    "th",
+    "br",
+    "dr",
+    "kr",
+    "vr",
+    "zh",
+]
 SYLLABLE_NUCLEI = ["a", "e", "i", "o", "u", "ae", "ou", "y"]
 SYLLABLE_CODAS = ["", "", "n", "r", "l", "x", "sk", "m"]
 
@@ -115,7 +152,9 @@ def invented_word(rng: random.Random, syllables: int) -> str:
     >>> invented_word(random.Random(1), 3)[0].isupper()
     True
     """
-    parts = [rng.choice(SYLLABLE_ONSETS) + rng.choice(SYLLABLE_NUCLEI) + rng.choice(SYLLABLE_CODAS) for _ in range(syllables)]
+    parts = [
+        rng.choice(SYLLABLE_ONSETS) + rng.choice(SYLLABLE_NUCLEI) + rng.choice(SYLLABLE_CODAS) for _ in range(syllables)
+    ]
     return "".join(parts).capitalize()
 
 
@@ -310,7 +349,12 @@ def fact_sentence(entity: dict, template: int) -> str:
     """
     f = entity["facts"]
     return FACT_TEMPLATES[template % len(FACT_TEMPLATES)].format(
-        name=entity["name"], born=f["born"], city=f["city"], occupation=f["occupation"], relation=f["relation"], other=f["related_to"]
+        name=entity["name"],
+        born=f["born"],
+        city=f["city"],
+        occupation=f["occupation"],
+        relation=f["relation"],
+        other=f["related_to"],
     )
 
 
@@ -351,7 +395,9 @@ LAYOUTS: dict[str, dict] = {
 AD_TEXTS = ["Sponsored: Sail the fjords this summer, cabins from 499.", "Advertisement: The reading lamp that readers love.",
             "Sponsored: Learn a language in ten minutes a day.", "Ad: Warm socks, three pairs for the price of two.",
             "Sponsored: Insurance made simple. Get a quote today."]  # fmt: skip
-COOKIE_TEXT = "We use cookies to improve your experience and to show relevant ads. By continuing you accept our cookie policy."
+COOKIE_TEXT = (
+    "We use cookies to improve your experience and to show relevant ads. By continuing you accept our cookie policy."
+)
 
 
 def _anchor(url: str, titles: dict[str, str]) -> str:
@@ -367,7 +413,9 @@ def render(page: Page, rng: random.Random, titles: dict[str, str]) -> str:
     nav = " ".join(f'<a href="{home}">{html.escape(item)}</a>' for item in lay["nav"])
     related = "\n".join(f"<li>{_anchor(u, titles)}</li>" for u in page.links)
     ads = "\n".join(f'<div class="ad-slot">{html.escape(ad)}</div>' for ad in rng.sample(AD_TEXTS, lay["ads"]))
-    cookie = f'<div id="cookie-banner" class="cookie">{COOKIE_TEXT} <button>Accept</button></div>' if lay["cookie"] else ""
+    cookie = (
+        f'<div id="cookie-banner" class="cookie">{COOKIE_TEXT} <button>Accept</button></div>' if lay["cookie"] else ""
+    )
     main = MAIN_START + page.render_main() + MAIN_END
     title = html.escape(page.title or page.host)
     lang = page.lang if len(page.lang) == 2 else "en"
@@ -405,6 +453,7 @@ def planned_counts(pages: int) -> dict[str, int]:
     >>> c = planned_counts(300); c["dup_exact"], c["foreign"], c["content"] > 100
     (9, 15, True)
     """
+
     def share(fraction: float, least: int) -> int:
         return max(least, round(pages * fraction))
 
@@ -448,7 +497,14 @@ def near_copy(paragraphs: list[str], rng: random.Random, min_similarity: float =
 
 
 def _keyword_spam(rng: random.Random) -> list[str]:
-    keys = ["cheap flights", "best cheap flights", "cheap hotels", "flight deals", "cheap flights online", "discount flights"]
+    keys = [
+        "cheap flights",
+        "best cheap flights",
+        "cheap hotels",
+        "flight deals",
+        "cheap flights online",
+        "discount flights",
+    ]
     return [" ".join(rng.choice(keys) for _ in range(18)) + "." for _ in range(6)]
 
 
@@ -460,7 +516,10 @@ def _repeated_lines(rng: random.Random) -> list[str]:
 
 def _symbols(rng: random.Random) -> list[str]:
     marks = ["•", "★", "→", "#", "|", "~", "*", "=", "»", "◆"]
-    return [" ".join(rng.choice(marks) * rng.randrange(1, 4) for _ in range(12)) + (" more" if i % 5 == 0 else "") for i in range(30)]
+    return [
+        " ".join(rng.choice(marks) * rng.randrange(1, 4) for _ in range(12)) + (" more" if i % 5 == 0 else "")
+        for i in range(30)
+    ]
 
 
 def _malformed(paragraphs: list[str], title: str) -> str:
@@ -511,7 +570,9 @@ def _with_pii(paragraphs: list[str], fakes: dict, rng: random.Random) -> tuple[l
 
 def _wrong_charset(rendered: str, declared: str, actual: str) -> bytes:
     """The page's HTML encoded with ``actual`` while its <meta> says ``declared``."""
-    return rendered.replace('<meta charset="utf-8">', f'<meta charset="{declared}">').encode(actual, errors="xmlcharrefreplace")
+    return rendered.replace('<meta charset="utf-8">', f'<meta charset="{declared}">').encode(
+        actual, errors="xmlcharrefreplace"
+    )
 
 
 def _charset_paragraphs(paragraphs: list[str]) -> list[str]:
@@ -553,7 +614,9 @@ def _plant_content(site: _Site, docs: list[dict], rng: random.Random) -> list[Pa
         elif host == "docs.test":
             path = site.path("/library/", doc["module"])
         else:
-            path = site.path({"news.test": "/culture/", "blog.test": "/reading/", "forum.test": "/thread/"}[host], doc["title"])
+            path = site.path(
+                {"news.test": "/culture/", "blog.test": "/reading/", "forum.test": "/thread/"}[host], doc["title"]
+            )
         made.append(site.add(Page(host, path, doc["title"], doc["paragraphs"], info={"source": doc["id"]})))
     return made
 
@@ -640,7 +703,9 @@ def _plant_low_quality(site: _Site, counts: dict, rng: random.Random) -> None:
                       kind=["lowq"], info={"lowq": "keyword_spam"}))  # fmt: skip
         site.add(Page("forum.test", site.path("/thread/", "download"), "Download here", _repeated_lines(rng),
                       kind=["lowq"], info={"lowq": "repeated_lines"}))  # fmt: skip
-        farm = [url_of(h, "/") for h in BLOCKED_DOMAINS] + [url_of(h, f"/offers/{rng.randrange(1, 3)}.html") for h in BLOCKED_DOMAINS]
+        farm = [url_of(h, "/") for h in BLOCKED_DOMAINS] + [
+            url_of(h, f"/offers/{rng.randrange(1, 3)}.html") for h in BLOCKED_DOMAINS
+        ]
         farm += [url_of(rng.choice(SEED_HOSTS), "/") for _ in range(40)]
         anchors = ["best online casino", "cheap pills", "free bonus", "top links", "click here", "win now", "seo links"]
         items = "".join(f'<li><a href="{u}">{rng.choice(anchors)}</a></li>' for u in farm)
@@ -648,7 +713,16 @@ def _plant_low_quality(site: _Site, counts: dict, rng: random.Random) -> None:
                       main_html=f"<h1>Useful links</h1><ul>{items}</ul>"))  # fmt: skip
         site.add(Page("news.test", site.path("/brief/"), "Coming soon", ["This page is under construction. Check back soon."],
                       kind=["lowq"], info={"lowq": "short"}))  # fmt: skip
-        site.add(Page("forum.test", site.path("/thread/", "stars"), "★★★", _symbols(rng), kind=["lowq"], info={"lowq": "symbols"}))
+        site.add(
+            Page(
+                "forum.test",
+                site.path("/thread/", "stars"),
+                "★★★",
+                _symbols(rng),
+                kind=["lowq"],
+                info={"lowq": "symbols"},
+            )
+        )
 
 
 def _plant_blocklisted(site: _Site, counts: dict, rng: random.Random) -> None:
@@ -664,15 +738,29 @@ def _plant_blocklisted(site: _Site, counts: dict, rng: random.Random) -> None:
     for i in range(counts["banned_word_url"]):
         host, word = [("blog.test", "xxx"), ("forum.test", "porn"), ("news.test", "nsfw")][i % 3]
         paragraphs = [rng.choice(spam[3:]) + " " + rng.choice(spam) for _ in range(3)]
-        site.add(Page(host, site.path(f"/{word}/"), "Members area", paragraphs, kind=["banned_word_url"], info={"banned_word": word}))
+        site.add(
+            Page(
+                host,
+                site.path(f"/{word}/"),
+                "Members area",
+                paragraphs,
+                kind=["banned_word_url"],
+                info={"banned_word": word},
+            )
+        )
 
 
-def _plant_http_trouble(site: _Site, counts: dict, english: list[dict], targets: list[Page], rng: random.Random) -> None:
+def _plant_http_trouble(
+    site: _Site, counts: dict, english: list[dict], targets: list[Page], rng: random.Random
+) -> None:
     """Redirects, a loop, 404s, 500s, slow pages, wrong charsets, binary bodies, a huge page, broken markup."""
     # Redirects: a two-hop chain on one host, and a one-hop redirect to another host.
     first, second = targets[0], targets[1]
     old, moved = f"/old/{slug(first.title)}.html", f"/moved/{slug(first.title)}.html"
-    for path, status, to, final in ((old, 301, url_of(first.host, moved), first.url), (moved, 302, first.url, first.url)):
+    for path, status, to, final in (
+        (old, 301, url_of(first.host, moved), first.url),
+        (moved, 302, first.url, first.url),
+    ):
         site.add(Page(first.host, path, kind=["redirect"], has_file=False, route={"status": status, "location": to},
                       info={"status": status, "redirect_to": to, "final_url": final}))  # fmt: skip
     site.add(Page("blog.test", "/go/recommended.html", kind=["redirect"], has_file=False,
@@ -682,11 +770,25 @@ def _plant_http_trouble(site: _Site, counts: dict, english: list[dict], targets:
         to = url_of("blog.test", f"/loop/{b}.html")
         site.add(Page("blog.test", f"/loop/{a}.html", kind=["redirect_loop"], has_file=False,
                       route={"status": 302, "location": to}, info={"status": 302, "redirect_to": to}))  # fmt: skip
-    lost = ["/plays/lost/cardenio.html", "/library/removed-module.html", "/thread/deleted.html", "/culture/retracted.html"]
+    lost = [
+        "/plays/lost/cardenio.html",
+        "/library/removed-module.html",
+        "/thread/deleted.html",
+        "/culture/retracted.html",
+    ]
     hosts = ["shakespeare.test", "docs.test", "forum.test", "news.test"]
     for i in range(counts["not_found"]):
         path = lost[i % len(lost)] if i < len(lost) else f"/gone/{i}.html"
-        site.add(Page(hosts[i % len(hosts)], path, kind=["not_found"], has_file=False, route={"status": 404}, info={"status": 404}))
+        site.add(
+            Page(
+                hosts[i % len(hosts)],
+                path,
+                kind=["not_found"],
+                has_file=False,
+                route={"status": 404},
+                info={"status": 404},
+            )
+        )
     for host, path in (("news.test", "/live/feed.html"), ("forum.test", "/search.html"))[: counts["error_500"]]:
         site.add(Page(host, path, "Unavailable", ["This service is temporarily unavailable."], kind=["error_500"],
                       route={"status": 500}, info={"status": 500}))  # fmt: skip
@@ -699,7 +801,10 @@ def _plant_http_trouble(site: _Site, counts: dict, english: list[dict], targets:
         doc = english.pop()
         site.add(Page("news.test", site.path("/archive/", doc["title"]), doc["title"], doc["paragraphs"], kind=["slow", "content"],
                       route={"delay": delay}, info={"source": doc["id"], "delay": delay}))  # fmt: skip
-    charsets = (("utf-8", "cp1252", "text/html; charset=utf-8"), ("iso-8859-1", "utf-8", "text/html; charset=iso-8859-1"))
+    charsets = (
+        ("utf-8", "cp1252", "text/html; charset=utf-8"),
+        ("iso-8859-1", "utf-8", "text/html; charset=iso-8859-1"),
+    )
     for declared, actual, header in charsets:  # (what the page says, what its bytes are, the header)
         doc = english.pop()
         page = site.add(Page("news.test" if actual == "cp1252" else "blog.test", site.path("/features/", doc["title"]), doc["title"],
@@ -730,7 +835,9 @@ def _plant_private(site: _Site, counts: dict, english: list[dict], seed: int, rn
         paragraphs, pii, kept = _with_pii(doc["paragraphs"], fakes, rng)
         site.add(Page("forum.test", site.path("/thread/", doc["title"]), doc["title"], paragraphs, kind=["pii", "content"], pii=pii,
                       info={"source": doc["id"], "pii_kept": kept}))  # fmt: skip
-    places = [("forum.test", prefix) for prefix in ROBOTS["forum.test"]] + [("blog.test", prefix) for prefix in ROBOTS["blog.test"]]
+    places = [("forum.test", prefix) for prefix in ROBOTS["forum.test"]] + [
+        ("blog.test", prefix) for prefix in ROBOTS["blog.test"]
+    ]
     for i in range(counts["robots_disallowed"]):
         host, prefix = places[i % len(places)]
         doc = english.pop()
@@ -741,7 +848,10 @@ def _plant_private(site: _Site, counts: dict, english: list[dict], seed: int, rn
 def _plant_passages(site: _Site, eligible: list[Page], rng: random.Random, cities: list[str]) -> list[dict]:
     passages = []
     carriers = rng.sample(eligible, PASSAGE_REPEATS + 1)
-    for pid, repeats, pages in (("repeated", PASSAGE_REPEATS, carriers[:PASSAGE_REPEATS]), ("once", 1, carriers[PASSAGE_REPEATS:])):
+    for pid, repeats, pages in (
+        ("repeated", PASSAGE_REPEATS, carriers[:PASSAGE_REPEATS]),
+        ("once", 1, carriers[PASSAGE_REPEATS:]),
+    ):
         text = make_passage(rng, cities)
         for page in pages:
             page.paragraphs.insert(rng.randrange(1, len(page.paragraphs) + 1), text)
@@ -756,7 +866,9 @@ def _navigation(site: _Site, rng: random.Random) -> None:
     for page in site.pages.values():
         if page.listed:
             by_host.setdefault(page.host, []).append(page)
-    linkable = [p.url for p in site.pages.values() if p.has_file and p.host not in BLOCKED_DOMAINS and "binary" not in p.kind]
+    linkable = [
+        p.url for p in site.pages.values() if p.has_file and p.host not in BLOCKED_DOMAINS and "binary" not in p.kind
+    ]
     for host in HOSTS:
         members = by_host.get(host, [])
         archives = []
@@ -815,7 +927,9 @@ def generate(out_dir: str | Path, seed: int = 0, pages: int = 3000, progress: bo
     rng.shuffle(english)
     say(f"{len(english)} English documents read")
     if len(english) < counts["content"] + special:
-        raise RuntimeError(f"miniweb: only {len(english)} English documents available, {counts['content'] + special} needed")
+        raise RuntimeError(
+            f"miniweb: only {len(english)} English documents available, {counts['content'] + special} needed"
+        )
     # Pages planted to test a later step (PII, robots, charsets...) carry Shakespeare's prose, which
     # passes the quality filters; code-heavy docstrings often do not, and a dropped page tests nothing.
     reserved = {id(d) for d in [d for d in english if d["kind"] == "play"][-special:]}

@@ -96,7 +96,9 @@ class _Handler(BaseHTTPRequestHandler):
                 status, body = 404, b"<html><body><h1>404 Not Found</h1></body></html>\n"
             else:
                 body = file.read_bytes()
-                headers["Content-Type"] = route.get("content_type") or CONTENT_TYPES.get(file.suffix, "application/octet-stream")
+                headers["Content-Type"] = route.get("content_type") or CONTENT_TYPES.get(
+                    file.suffix, "application/octet-stream"
+                )
         if route.get("delay") and status == 200:
             owner._stopping.wait(route["delay"])  # returns at once when the server is stopping
         owner._log(host, path, status)
@@ -138,7 +140,9 @@ class MiniWebServer:
             raise FileNotFoundError(f"{hosts_dir}: no generated site here (run llmkb.data.miniweb.generate first)")
         routes_file = self.site_dir / "routes.json"
         try:
-            self.routes: dict[str, dict] = json.loads(routes_file.read_text(encoding="utf-8")) if routes_file.exists() else {}
+            self.routes: dict[str, dict] = (
+                json.loads(routes_file.read_text(encoding="utf-8")) if routes_file.exists() else {}
+            )
         except json.JSONDecodeError as e:
             raise ValueError(f"{routes_file}: not valid JSON ({e})") from e
         self.hosts = sorted(p.name for p in hosts_dir.iterdir() if p.is_dir())

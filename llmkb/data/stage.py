@@ -223,7 +223,9 @@ def acquire_warcs(config: DataConfig, out: Path) -> tuple[list[Path], dict | Non
 
         manifest = generate(out / "miniweb", seed=config.seed, pages=config.pages, progress=True)
         with MiniWebServer(out / "miniweb") as server:
-            crawl_config = CrawlConfig(seeds=manifest["seeds"], allowed_hosts=manifest["hosts"], resolve=server.resolve, **bounds)
+            crawl_config = CrawlConfig(
+                seeds=manifest["seeds"], allowed_hosts=manifest["hosts"], resolve=server.resolve, **bounds
+            )
             stats = crawl(crawl_config, crawl_dir, progress=True)
     warcs = sorted(crawl_dir.glob("*.warc.gz"))
     if not warcs:
@@ -254,12 +256,21 @@ def run(config: DataConfig, run_dir: RunDir) -> dict:
         # Nothing to filter: files that are not WARC at all, or only errors and redirects. Stop here
         # rather than write an empty corpus that the tokenizer would only later call empty.
         names = ", ".join(map(str, config.warcs or warcs))  # the files as the user named them
-        raise ValueError(f"{names}: no HTTP 200 response record in these WARC files (not WARC, damaged, or only errors)")
+        raise ValueError(
+            f"{names}: no HTTP 200 response record in these WARC files (not WARC, damaged, or only errors)"
+        )
     docs, pii_counts = deduplicate_and_scrub(kept, funnel, dropped)
     filter_s = time.perf_counter() - t1
 
     records = [
-        {"id": d["url"], "url": d["url"], "source": "web", "lang": d["lang"], "lang_score": d["lang_score"], "text": d["text"]}
+        {
+            "id": d["url"],
+            "url": d["url"],
+            "source": "web",
+            "lang": d["lang"],
+            "lang_score": d["lang_score"],
+            "text": d["text"],
+        }
         for d in docs
     ]
     planted = planted_urls(manifest) if manifest else set()
@@ -293,6 +304,9 @@ register(
         config_cls=DataConfig,
         run=run,
         # Small WARC files in the quick profile, so parallel datatrove tasks each get some.
-        profiles={"quick": {"pages": 300, "heldout_fraction": 0.1, "warc_max_bytes": 1_000_000}, "default": {"warc_max_bytes": 20_000_000}},
+        profiles={
+            "quick": {"pages": 300, "heldout_fraction": 0.1, "warc_max_bytes": 1_000_000},
+            "default": {"warc_max_bytes": 20_000_000},
+        },
     )
 )

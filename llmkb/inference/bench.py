@@ -190,7 +190,9 @@ def _decoding_rows(model: GPT, hf_model, batch_sizes, prompt_tokens: int, long_p
     return cache_rows, hf_rows
 
 
-def _pass_ms(passes: dict[str, tuple[object, int]], prefix: list[int], repeat: int = 50, warmup: int = 10) -> dict[str, float]:
+def _pass_ms(
+    passes: dict[str, tuple[object, int]], prefix: list[int], repeat: int = 50, warmup: int = 10
+) -> dict[str, float]:
     """Milliseconds of one forward pass of each ``name: (model, tokens)`` after a cache holding ``prefix``.
 
     The passes take turns (one of each per round, then each cache is cropped back to ``prefix``), so
@@ -225,7 +227,9 @@ def _spec_prompts(target: GPT, shards_dir: Path | None, split: str, count: int, 
     data = TokenShards.open(shards_dir, split)
     tokens = torch.from_numpy(data.arrays[0][:].astype("int64"))
     if len(tokens) < count * length:
-        raise ValueError(f"{data.source}: the {split} split has {len(tokens)} tokens, fewer than {count} prompts of {length}")
+        raise ValueError(
+            f"{data.source}: the {split} split has {len(tokens)} tokens, fewer than {count} prompts of {length}"
+        )
     step = len(tokens) // count
     return [tokens[i * step : i * step + length][None] for i in range(count)]
 
@@ -251,7 +255,9 @@ def _speculative(target: GPT, draft: GPT | None, shards_dir: Path | None, splits
     draft = draft.eval()
     new_tokens = min(new_tokens, target.config.context - prompt_tokens)
     if new_tokens < 1:
-        raise ValueError(f"prompts of {prompt_tokens} tokens leave no room in the target's context of {target.config.context}")
+        raise ValueError(
+            f"prompts of {prompt_tokens} tokens leave no room in the target's context of {target.config.context}"
+        )
     splits = list(splits) if shards_dir is not None else ["random"]
     probe = _spec_prompts(target, shards_dir, splits[0], 1, prompt_tokens, seed)[0][0].tolist()
     costs = _pass_ms({"target": (target, 1), "draft": (draft, 1), **{k: (target, k + 1) for k in ks}}, probe)
@@ -295,8 +301,11 @@ def _speculative(target: GPT, draft: GPT | None, shards_dir: Path | None, splits
             keys = ("proposed", "accepted", "new_tokens", "target_forward_passes", "draft_forward_passes")
             total = {key: sum(s[key] for s in stats) for key in keys}
             # What the pass costs above predict: target-alone time / (verify passes + draft passes).
-            predicted = total["new_tokens"] * target_ms / (
-                total["target_forward_passes"] * verify_ms[k] + total["draft_forward_passes"] * draft_ms)
+            predicted = (
+                total["new_tokens"]
+                * target_ms
+                / (total["target_forward_passes"] * verify_ms[k] + total["draft_forward_passes"] * draft_ms)
+            )
             text["runs"].append({
                 "k": k,
                 "seconds": round(spec_s, 6),
@@ -362,7 +371,11 @@ def run_benchmark(
     import transformers
 
     target, source = _load(model)
-    if shards_dir is None and isinstance(model, (str, Path)) and (Path(model).parent / "shards" / "shards.json").is_file():
+    if (
+        shards_dir is None
+        and isinstance(model, (str, Path))
+        and (Path(model).parent / "shards" / "shards.json").is_file()
+    ):
         shards_dir = Path(model).parent / "shards"
     shards_dir = Path(shards_dir) if shards_dir is not None else None
     if speculative and draft is None and shards_dir is None:
@@ -417,8 +430,11 @@ def run_benchmark(
         "vs_hf": hf_rows,
         "speculative": spec,
         "loadavg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "goals": {"kv_cache": {str(b): g for b, g in GOALS["kv_cache"].items()}, "batching": GOALS["batching"],
-                  "vs_hf": GOALS["vs_hf"]},  # fmt: skip
+        "goals": {
+            "kv_cache": {str(b): g for b, g in GOALS["kv_cache"].items()},
+            "batching": GOALS["batching"],
+            "vs_hf": GOALS["vs_hf"],
+        },  # fmt: skip
     }
 
 

@@ -109,8 +109,9 @@ def fit_to_context(tokenizer, messages: list[dict], context: int | None, reserve
     return kept
 
 
-def reply(model, tokenizer, conversation: Conversation, config: GenerationConfig | None = None,
-          stream: bool = False) -> str | Iterator[str]:
+def reply(
+    model, tokenizer, conversation: Conversation, config: GenerationConfig | None = None, stream: bool = False
+) -> str | Iterator[str]:
     """The assistant's next message, generated until ``<|im_end|>`` and appended to ``conversation``.
 
     With ``stream=True`` an iterator of text pieces instead; the message is appended once the
@@ -144,8 +145,14 @@ def _append_when_done(pieces: Iterator[str], conversation: Conversation) -> Iter
 GOODBYE = "bye"
 
 
-def chat_loop(model, tokenizer, config: GenerationConfig | None = None, input_fn: Callable[[str], str] = input,
-              print_fn: Callable[..., None] = print, system: str | None = None) -> Conversation:
+def chat_loop(
+    model,
+    tokenizer,
+    config: GenerationConfig | None = None,
+    input_fn: Callable[[str], str] = input,
+    print_fn: Callable[..., None] = print,
+    system: str | None = None,
+) -> Conversation:
     """An interactive chat in the terminal: read a line, stream the reply, keep the history, repeat.
 
     Ctrl-D (EOF) or Ctrl-C, while typing or while the model answers, prints a goodbye and

@@ -140,8 +140,9 @@ class Backend:
         """An empty cache for ``batch_size`` rows of up to ``max_len`` positions."""
         raise NotImplementedError
 
-    def step(self, ids: torch.Tensor, cache, attention_mask: torch.Tensor | None,
-             position_ids: torch.Tensor) -> torch.Tensor:
+    def step(
+        self, ids: torch.Tensor, cache, attention_mask: torch.Tensor | None, position_ids: torch.Tensor
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def reorder(self, cache, rows: torch.Tensor):
@@ -204,8 +205,9 @@ def backend_for(model) -> Backend:
         return GPTBackend(model)
     if hasattr(model, "config") and hasattr(model, "forward"):
         return HFBackend(model)
-    raise TypeError(f"cannot generate with a {type(model).__name__}: "
-                    "expected our GPT, a Hugging Face causal LM or a Backend")
+    raise TypeError(
+        f"cannot generate with a {type(model).__name__}: expected our GPT, a Hugging Face causal LM or a Backend"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -258,9 +260,15 @@ def _generator(config: GenerationConfig, device) -> torch.Generator | None:
 
 
 @torch.no_grad()
-def token_steps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, config: GenerationConfig,
-                eos_ids: list[int], pad_id: int | None = None,
-                stop: Callable[[int, list[int]], bool] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def token_steps(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    config: GenerationConfig,
+    eos_ids: list[int],
+    pad_id: int | None = None,
+    stop: Callable[[int, list[int]], bool] | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Greedy or sampled decoding, one step per iteration: yields ``(tokens (B,), finished (B,))``.
 
     ``tokens`` are this step's new tokens (``pad_id`` for rows finished earlier); ``finished``
@@ -319,8 +327,14 @@ class Beams:
 
 
 @torch.no_grad()
-def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, config: GenerationConfig,
-                eos_ids: list[int], pad_id: int | None = None) -> Beams:
+def beam_search(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    config: GenerationConfig,
+    eos_ids: list[int],
+    pad_id: int | None = None,
+) -> Beams:
     """Keep the ``num_beams`` most likely partial sequences at every step; return the finished ones.
 
     Hugging Face's beam search (``transformers`` 5, ``_beam_search``) step by step:
@@ -351,8 +365,9 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | N
     if backend.context is not None:
         steps = min(steps, backend.context - width)
     if steps < 1:
-        raise ValueError(f"the padded prompts have {width} tokens: "
-                         f"no room left in the model's context of {backend.context}")
+        raise ValueError(
+            f"the padded prompts have {width} tokens: no room left in the model's context of {backend.context}"
+        )
     device = ids.device
     eos = torch.tensor(eos_ids, dtype=torch.long, device=device)
     keep = max(2, 1 + len(eos_ids)) * k
@@ -444,9 +459,15 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | N
     return Beams(done_seqs[:, :, width : width + n], done_scores, done_lengths)
 
 
-def generate_ids(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, config: GenerationConfig,
-                 eos_ids: list[int], pad_id: int | None = None,
-                 stop: Callable[[int, list[int]], bool] | None = None) -> torch.Tensor:
+def generate_ids(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    config: GenerationConfig,
+    eos_ids: list[int],
+    pad_id: int | None = None,
+    stop: Callable[[int, list[int]], bool] | None = None,
+) -> torch.Tensor:
     """The new tokens ``(B, N)`` for left-padded ``input_ids`` ``(B, T)``; a finished row ends with its
     end token (if it produced one) followed by ``pad_id`` (default ``eos_ids[0]``).
 

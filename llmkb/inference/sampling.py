@@ -134,8 +134,9 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
 # logits -> token
 
 
-def next_token(logits: torch.Tensor, config, generator: torch.Generator | None = None,
-               ids: torch.Tensor | None = None) -> torch.Tensor:
+def next_token(
+    logits: torch.Tensor, config, generator: torch.Generator | None = None, ids: torch.Tensor | None = None
+) -> torch.Tensor:
     """The next token ``(B,)`` for next-position ``logits`` ``(B, V)`` under ``config``.
 
     ``config`` is a :class:`~llmkb.inference.generate.GenerationConfig` (or anything with its

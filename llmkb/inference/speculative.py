@@ -92,7 +92,9 @@ def _prompt_of(input_ids) -> list[int]:
     ids = torch.as_tensor(input_ids)
     if ids.dim() == 2:
         if ids.shape[0] != 1:
-            raise ValueError(f"speculative_generate decodes one sequence: input_ids must be (1, T), got {tuple(ids.shape)}")
+            raise ValueError(
+                f"speculative_generate decodes one sequence: input_ids must be (1, T), got {tuple(ids.shape)}"
+            )
         ids = ids[0]
     if ids.dim() != 1:
         raise ValueError(f"input_ids must be (1, T) or (T,), got shape {tuple(ids.shape)}")
@@ -106,8 +108,9 @@ def _prompt_of(input_ids) -> list[int]:
 
 
 @torch.no_grad()
-def speculative_generate(target, draft, input_ids: torch.Tensor, max_new_tokens: int, k: int = 4,
-                         eos_ids: Iterable[int] = ()) -> tuple[torch.Tensor, dict]:
+def speculative_generate(
+    target, draft, input_ids: torch.Tensor, max_new_tokens: int, k: int = 4, eos_ids: Iterable[int] = ()
+) -> tuple[torch.Tensor, dict]:
     """Greedy decoding of ``target`` sped up by ``draft``'s guesses: ``(new_ids (N,), stats)``.
 
     ``new_ids`` equals ``generate_ids(target, input_ids, None, GenerationConfig(max_new_tokens=...),

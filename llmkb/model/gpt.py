@@ -172,8 +172,16 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(config.d_model, config.n_kv_head * config.head_dim, bias=False)
         self.o_proj = nn.Linear(config.n_head * config.head_dim, config.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None = None,
-                cache: KVCache | None = None, layer: int = 0, return_weights: bool = False):
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        return_weights: bool = False,
+    ):
         """``mask`` None means plain causal attention over ``x`` itself (training, or a first pass)."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
@@ -193,7 +201,9 @@ class Attention(nn.Module):
             y = weights @ v
         else:
             weights = None
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=gqa)  # (B, nh, T, hs)
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=gqa
+            )  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)  # (B, T, d_model)
         return self.o_proj(y), weights
 
@@ -217,8 +227,16 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.d_model, config.norm_eps)
         self.mlp = SwiGLU(config)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask=None, cache=None, layer: int = 0,
-                return_weights: bool = False):
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask=None,
+        cache=None,
+        layer: int = 0,
+        return_weights: bool = False,
+    ):
         attn, weights = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer, return_weights)
         x = x + attn
         x = x + self.mlp(self.post_attention_layernorm(x))
@@ -258,8 +276,14 @@ class GPT(nn.Module):
         T = seq_len or self.config.context
         return 6 * self.num_params() + 12 * self.config.n_layer * self.config.d_model * T
 
-    def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None, attention_mask: torch.Tensor | None = None,
-                      position_ids: torch.Tensor | None = None, return_attention: bool = False):
+    def hidden_states(
+        self,
+        idx: torch.Tensor,
+        cache: KVCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        return_attention: bool = False,
+    ):
         """The final hidden states ``(B, T, d_model)``: after the last block and the final norm, before the LM head.
 
         What :meth:`forward` turns into logits, and what other heads read (the reward model's scalar
@@ -286,9 +310,15 @@ class GPT(nn.Module):
         x = self.norm(x)  # (B, T, d_model)
         return (x, attention) if return_attention else x
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, return_attention: bool = False,
-                cache: KVCache | None = None, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None):
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        return_attention: bool = False,
+        cache: KVCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ):
         """Logits ``(B, T, vocab)``; with ``targets`` also the mean cross-entropy (targets of -100 are ignored).
 
         With ``return_attention`` a third value: every layer's attention weights ``(B, nh, T, S)``.
@@ -308,8 +338,15 @@ class GPT(nn.Module):
         return logits, loss
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 generator: torch.Generator | None = None, stop_id: int | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        stop_id: int | None = None,
+    ) -> torch.Tensor:
         """Extend ``idx`` (B, T) one token at a time: run the model, take the last position's
         distribution, pick a token (greedy when ``temperature`` is 0, else sample), append, repeat.
 
@@ -333,7 +370,9 @@ class GPT(nn.Module):
         return idx
 
 
-def configure_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], device: str) -> torch.optim.AdamW:
+def configure_optimizer(
+    model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], device: str
+) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not on norms), as one fused kernel per step.
 
     ``fused`` runs the whole update for all parameters in one kernel instead of a loop of small

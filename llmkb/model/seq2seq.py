@@ -171,7 +171,9 @@ def attention_masks(T: int, S: int | None = None) -> dict[str, torch.Tensor]:
 # -- BERT's and GPT's training objectives on one sentence -----------------------------------------
 
 
-def objective_example(tokens: list[str], seed: int = 0, vocab: list[str] | None = None, mask_token: str = "[MASK]") -> dict:
+def objective_example(
+    tokens: list[str], seed: int = 0, vocab: list[str] | None = None, mask_token: str = "[MASK]"
+) -> dict:
     """One sentence as BERT (masked LM) and as GPT (causal LM) see it in training.
 
     Masked LM (BERT): pick 15% of the positions (at least one); of those, 80% become
@@ -383,7 +385,13 @@ class Seq2Seq(nn.Module):
         logits = x @ self.embed.weight.T  # (B, T, vocab): the embedding table is the output layer
         return (logits, self_weights, cross_weights) if return_attention else logits
 
-    def forward(self, src: torch.Tensor, dec_in: torch.Tensor, labels: torch.Tensor | None = None, return_attention: bool = False):
+    def forward(
+        self,
+        src: torch.Tensor,
+        dec_in: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        return_attention: bool = False,
+    ):
         """Logits ``(B, T, vocab)``; with ``labels`` also the mean cross-entropy over non-PAD labels.
 
         With ``return_attention`` a third value: a dict of every layer's weights, ``encoder``

@@ -128,7 +128,9 @@ def hf_optim(config: PretrainConfig) -> str:
     """
     from llmkb.model.gpt import configure_optimizer
 
-    probe = configure_optimizer(torch.nn.Linear(2, 2, bias=False), config.lr, config.weight_decay, (config.beta1, config.beta2), "cpu")
+    probe = configure_optimizer(
+        torch.nn.Linear(2, 2, bias=False), config.lr, config.weight_decay, (config.beta1, config.beta2), "cpu"
+    )
     return "adamw_torch_fused" if probe.defaults.get("fused") else "adamw_torch"
 
 
@@ -148,7 +150,9 @@ def _run_ours(train_data: TokenShards, val_data: TokenShards, config: PretrainCo
     }
 
 
-def _run_hf(train_data: TokenShards, val_data: TokenShards, config: PretrainConfig, out_dir: Path, loss_window: int) -> dict:
+def _run_hf(
+    train_data: TokenShards, val_data: TokenShards, config: PretrainConfig, out_dir: Path, loss_window: int
+) -> dict:
     """HF's loop: ``Trainer`` on the ``LlamaForCausalLM`` of the same initial weights and the same batches."""
     import transformers
     from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -321,7 +325,9 @@ def run_benchmark(
                     "hf_trainer_cpu_tokens_per_s": round(speed(hf["cpu_s"]), 1),
                     "loadavg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
                 })  # fmt: skip
-                say(f"{phase}ours {runs[-1]['ours_tokens_per_s']:,.0f} tokens/s, HF {runs[-1]['hf_trainer_tokens_per_s']:,.0f}")
+                say(
+                    f"{phase}ours {runs[-1]['ours_tokens_per_s']:,.0f} tokens/s, HF {runs[-1]['hf_trainer_tokens_per_s']:,.0f}"
+                )
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -350,8 +356,15 @@ def run_benchmark(
         "ratio": round(best["ours_tokens_per_s"] / best["hf_trainer_tokens_per_s"], 3),
         "cpu_ratio": round(best["ours_cpu_tokens_per_s"] / best["hf_trainer_cpu_tokens_per_s"], 3),
         # the cross-checks: ours as wall time between batch draws, HF without fetching the batch
-        **{key: best[key] for key in ("ours_wall_tokens_per_s", "hf_trainer_compute_tokens_per_s",
-                                      "ours_cpu_tokens_per_s", "hf_trainer_cpu_tokens_per_s")},  # fmt: skip
+        **{
+            key: best[key]
+            for key in (
+                "ours_wall_tokens_per_s",
+                "hf_trainer_compute_tokens_per_s",
+                "ours_cpu_tokens_per_s",
+                "hf_trainer_cpu_tokens_per_s",
+            )
+        },  # fmt: skip
         "runs": runs,
         "optimizer": hf_optim(cfg),
         "loss_steps": [window.start, window.stop - 1],

@@ -25,7 +25,9 @@ from llmkb.io import read_json, write_json
 FILES = ("model.safetensors", "optimizer.pt", "state.json")
 
 
-def save_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, state: dict) -> Path:
+def save_checkpoint(
+    folder: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, state: dict
+) -> Path:
     """Write a checkpoint to ``folder`` atomically (temp folder, then rename over the old one)."""
     folder = Path(folder)
     tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
@@ -87,7 +89,9 @@ def load_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer: torch
         weights["lm_head.weight"] = weights["embed_tokens.weight"]
     missing, unexpected = set(model.state_dict()) - set(weights), set(weights) - set(model.state_dict())
     if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit the model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+        raise ValueError(
+            f"{path}: weights do not fit the model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
     model.load_state_dict(weights)
     if optimizer is not None:
         opt_path = folder / "optimizer.pt"

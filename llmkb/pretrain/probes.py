@@ -40,8 +40,16 @@ def next_token_table(model: GPT, tokenizer, prompt: str, k: int = 8) -> list[tup
 
 
 @torch.no_grad()
-def sample(model: GPT, tokenizer, prompt: str, max_new_tokens: int = 40, temperature: float = 1.0,
-           top_k: int | None = None, seed: int | None = None, stop_at_eot: bool = True) -> str:
+def sample(
+    model: GPT,
+    tokenizer,
+    prompt: str,
+    max_new_tokens: int = 40,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int | None = None,
+    stop_at_eot: bool = True,
+) -> str:
     """One continuation of ``prompt`` (the new text only). ``temperature=0`` is greedy."""
     model.eval()
     generator = torch.Generator(device=device_of(model)).manual_seed(seed) if seed is not None else None
@@ -78,8 +86,16 @@ def regurgitation(model: GPT, tokenizer, passage: str, prefix_tokens: int = 12, 
                    matched, continue_tokens)  # fmt: skip
 
 
-def recital_rate(model: GPT, tokenizer, texts: list[str], windows: int = 30, prefix_tokens: int = 12,
-                 continue_tokens: int = 40, seed: int = 0, threshold: float = 0.9) -> float:
+def recital_rate(
+    model: GPT,
+    tokenizer,
+    texts: list[str],
+    windows: int = 30,
+    prefix_tokens: int = 12,
+    continue_tokens: int = 40,
+    seed: int = 0,
+    threshold: float = 0.9,
+) -> float:
     """Share of random windows of ``texts`` whose next ``continue_tokens`` tokens the model recites
     (at least ``threshold`` of them matched before the first mistake) from a ``prefix_tokens`` start."""
     import random
@@ -107,8 +123,15 @@ class FewShotResult:
 
 
 @torch.no_grad()
-def few_shot_accuracy(model: GPT, tokenizer, demonstrations: list[tuple[str, str]], queries: list[tuple[str, str]],
-                      shots: int, max_new_tokens: int = 8, show: int = 3) -> FewShotResult:
+def few_shot_accuracy(
+    model: GPT,
+    tokenizer,
+    demonstrations: list[tuple[str, str]],
+    queries: list[tuple[str, str]],
+    shots: int,
+    max_new_tokens: int = 8,
+    show: int = 3,
+) -> FewShotResult:
     """Exact-match accuracy of greedy answers when ``shots`` solved examples precede each query.
 
     A prompt is ``"{q1} {a1}\\n{q2} {a2}\\n...{query}"``; the answer is the generated text up to the
@@ -149,8 +172,14 @@ def answer_logprob(model: GPT, tokenizer, prompt: str, answer: str) -> float:
 
 
 @torch.no_grad()
-def few_shot_choice(model: GPT, tokenizer, demonstrations: list[tuple[str, str]], queries: list[tuple[str, str]],
-                    options: list[str], shots: int) -> float:
+def few_shot_choice(
+    model: GPT,
+    tokenizer,
+    demonstrations: list[tuple[str, str]],
+    queries: list[tuple[str, str]],
+    options: list[str],
+    shots: int,
+) -> float:
     """Accuracy when the model's answer is the option it finds most likely after the prompt."""
     hits = 0
     for query, expected in queries:
@@ -161,8 +190,9 @@ def few_shot_choice(model: GPT, tokenizer, demonstrations: list[tuple[str, str]]
 
 
 @torch.no_grad()
-def repeat_accuracy(model: GPT, vocab_low: int, vocab_high: int, length: int = 40, trials: int = 20,
-                    seed: int = 0) -> tuple[float, float]:
+def repeat_accuracy(
+    model: GPT, vocab_low: int, vocab_high: int, length: int = 40, trials: int = 20, seed: int = 0
+) -> tuple[float, float]:
     """Next-token accuracy on a random token sequence shown twice: (first copy, second copy).
 
     The first copy is unpredictable by construction. A model with induction heads ("the last time

@@ -34,7 +34,9 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
 
 
-def write_shards(texts: Iterable[str], tokenizer, out_dir: str | Path, split: str, shard_tokens: int = 10_000_000) -> dict:
+def write_shards(
+    texts: Iterable[str], tokenizer, out_dir: str | Path, split: str, shard_tokens: int = 10_000_000
+) -> dict:
     """Tokenize ``texts`` into ``out_dir/<split>_NNNN.bin`` files of at most ``shard_tokens`` ids each.
 
     Returns ``{"files": [...], "tokens": n, "documents": d}``; each file is written atomically.
@@ -74,7 +76,9 @@ def write_shards(texts: Iterable[str], tokenizer, out_dir: str | Path, split: st
     return {"files": files, "tokens": total, "documents": documents}
 
 
-def build_shards(splits: dict[str, Iterable[str]], tokenizer, out_dir: str | Path, shard_tokens: int = 10_000_000) -> dict:
+def build_shards(
+    splits: dict[str, Iterable[str]], tokenizer, out_dir: str | Path, shard_tokens: int = 10_000_000
+) -> dict:
     """Write every split's shards and ``shards.json`` (dtype, vocab size, eot id, files and counts)."""
     out_dir = Path(out_dir)
     meta = {

@@ -90,7 +90,12 @@ def build(config: PretrainConfig, run_dir: RunDir) -> tuple[Path, dict]:
     info_path = out / "mix.json"
     corpus, tokenizer_dir = run_dir.require("data"), run_dir.require("tokenizer")
     # Shards are reused only if made from the same mix, corpus and tokenizer (a rerun of either stage redoes them).
-    key = [config.mix, config.filler_bytes, file_digest(corpus / "train.jsonl"), file_digest(tokenizer_dir / "tokenizer.json")]
+    key = [
+        config.mix,
+        config.filler_bytes,
+        file_digest(corpus / "train.jsonl"),
+        file_digest(tokenizer_dir / "tokenizer.json"),
+    ]
     if (out / "shards.json").exists() and info_path.exists() and read_json(info_path).get("key") == key:
         return out, read_json(info_path)
     set_aside_stale_training(out.parent)
@@ -112,7 +117,10 @@ def plot_losses(log: list[dict], path: str | Path | None = None):
     steps, losses = [r["step"] for r in log], [r["loss"] for r in log]
     ax.plot(steps, losses, lw=0.6, alpha=0.35, color="tab:blue", label="training batch")
     window = max(1, len(losses) // 40)  # a running mean shows the trend through the batch-to-batch noise
-    smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
+    smooth = [
+        sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+        for i in range(len(losses))
+    ]
     ax.plot(steps, smooth, lw=1.6, color="tab:blue", label=f"training, mean of {window} steps")
     val = [r for r in log if "val_loss" in r]
     ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="held-out text")
@@ -150,7 +158,9 @@ def run(config: PretrainConfig, run_dir: RunDir) -> dict:
     log = list(read_jsonl(out / "log.jsonl"))
     plot_losses(log, out / "loss.png")
     if not result["finished"]:  # no metrics.json: later stages must not take a half-trained model
-        raise StageStopped(f"{out}: stopped at step {result['steps']} of {config.max_steps}; run the same command again to resume")
+        raise StageStopped(
+            f"{out}: stopped at step {result['steps']} of {config.max_steps}; run the same command again to resume"
+        )
     from llmkb.model.gpt import GPT
 
     model = GPT(config.model_config(train_data.vocab_size))
@@ -177,12 +187,37 @@ register(
         run=run,
         needs=("data", "tokenizer"),
         profiles={
-            "quick": {"context": 64, "d_model": 64, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "d_ff": 160,
-                      "max_steps": 120, "warmup_steps": 10, "eval_every": 60, "checkpoint_every": 60, "eval_tokens": 4096},
+            "quick": {
+                "context": 64,
+                "d_model": 64,
+                "n_layer": 2,
+                "n_head": 4,
+                "n_kv_head": 2,
+                "d_ff": 160,
+                "max_steps": 120,
+                "warmup_steps": 10,
+                "eval_every": 60,
+                "checkpoint_every": 60,
+                "eval_tokens": 4096,
+            },
             "default": {},
-            "gpu": {"mix": "all", "context": 1024, "d_model": 768, "n_layer": 12, "n_head": 12, "n_kv_head": 12,
-                    "d_ff": 3072, "batch_size": 64, "grad_accum": 1, "lr": 6e-4, "warmup_steps": 200, "max_steps": 2000,
-                    "eval_every": 500, "checkpoint_every": 1000, "eval_tokens": 262_144},
+            "gpu": {
+                "mix": "all",
+                "context": 1024,
+                "d_model": 768,
+                "n_layer": 12,
+                "n_head": 12,
+                "n_kv_head": 12,
+                "d_ff": 3072,
+                "batch_size": 64,
+                "grad_accum": 1,
+                "lr": 6e-4,
+                "warmup_steps": 200,
+                "max_steps": 2000,
+                "eval_every": 500,
+                "checkpoint_every": 1000,
+                "eval_tokens": 262_144,
+            },
         },  # fmt: skip
     )
 )

@@ -43,6 +43,7 @@ from llmkb.pretrain.shards import TokenShards
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite; the weights were not updated with it."""
 
+
 def lr_at(step: int, config: PretrainConfig) -> float:
     """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``max_steps``.
 
@@ -95,7 +96,9 @@ def evaluate(model: torch.nn.Module, data: TokenShards, config: PretrainConfig, 
         count += y.numel()
     model.train()
     if count == 0:
-        raise ValueError(f"{data.source}: the validation split is shorter than one window of {config.context + 1} tokens")
+        raise ValueError(
+            f"{data.source}: the validation split is shorter than one window of {config.context + 1} tokens"
+        )
     return total / count
 
 
@@ -124,13 +127,19 @@ def train(config: PretrainConfig, train_data: TokenShards, val_data: TokenShards
     recover(ckpt)
     if ckpt.exists():  # resume: weights, optimizer moments, step and the log up to that step
         step = load_checkpoint(ckpt, model, optimizer)["step"]
-        log = [r for r in read_jsonl(out_dir / "log.jsonl") if r["step"] < step] if (out_dir / "log.jsonl").exists() else []
+        log = (
+            [r for r in read_jsonl(out_dir / "log.jsonl") if r["step"] < step]
+            if (out_dir / "log.jsonl").exists()
+            else []
+        )
 
     compiled = config.compile == "yes" or (config.compile == "auto" and device.startswith("cuda"))
     fast = torch.compile(model) if compiled else model  # same weights as model, faster kernels
     runner = fast
     if ddp.world > 1:
-        runner = torch.nn.parallel.DistributedDataParallel(fast, device_ids=[ddp.local_rank] if device.startswith("cuda") else None)
+        runner = torch.nn.parallel.DistributedDataParallel(
+            fast, device_ids=[ddp.local_rank] if device.startswith("cuda") else None
+        )
 
     def checkpoint() -> None:
         if ddp.main:
@@ -142,7 +151,9 @@ def train(config: PretrainConfig, train_data: TokenShards, val_data: TokenShards
     flops_per_step = model.flops_per_token(config.context) * tokens_per_step
     peak = peak_flops(device)
     last_step = config.max_steps if not config.stop_after else min(config.max_steps, step + config.stop_after)
-    bar = tqdm(total=config.max_steps, initial=step, desc="pretrain", unit="step", disable=not (config.progress and ddp.main))
+    bar = tqdm(
+        total=config.max_steps, initial=step, desc="pretrain", unit="step", disable=not (config.progress and ddp.main)
+    )
     try:
         while step < last_step:
             t0 = time.perf_counter()
@@ -166,7 +177,11 @@ def train(config: PretrainConfig, train_data: TokenShards, val_data: TokenShards
             loss_value = loss_step.item()
             if not math.isfinite(loss_value):
                 optimizer.zero_grad(set_to_none=True)
-                where = f"the last good checkpoint is {ckpt} (step {read_state(ckpt)['step']})" if ckpt.exists() else "no checkpoint was written yet"
+                where = (
+                    f"the last good checkpoint is {ckpt} (step {read_state(ckpt)['step']})"
+                    if ckpt.exists()
+                    else "no checkpoint was written yet"
+                )
                 raise NonFiniteLoss(
                     f"step {step}: the training loss is {loss_value}; stopped before updating the weights; {where}. "
                     "Lower the learning rate or check the data"

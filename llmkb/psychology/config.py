@@ -57,7 +57,9 @@ class SearchConfig:
 class SpellingConfig:
     """Counting and spelling: the SFT chat model fine-tuned on spelling and letter-count questions about corpus words."""
 
-    train_words: int = 1000  # words taught (two questions each); scratch runs: 3,000 words in the same steps spelled fewer
+    train_words: int = (
+        1000  # words taught (two questions each); scratch runs: 3,000 words in the same steps spelled fewer
+    )
     held_out_words: int = 400  # never taught: the score that says whether spelling was learned or memorised
     min_count: int = 3  # a word must appear this often in the corpus
     max_steps: int = 600
@@ -70,5 +72,7 @@ class SpellingConfig:
 
     def check(self) -> SpellingConfig:
         if self.train_words < 1 or self.held_out_words < 1:
-            raise ValueError(f"train_words and held_out_words must be >= 1, got {self.train_words} and {self.held_out_words}")
+            raise ValueError(
+                f"train_words and held_out_words must be >= 1, got {self.train_words} and {self.held_out_words}"
+            )
         return self

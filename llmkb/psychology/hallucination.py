@@ -40,7 +40,9 @@ def people(manifest: dict | str | Path) -> dict[str, list[dict]]:
         manifest = json.loads(Path(manifest).read_text(encoding="utf-8"))
     groups = {f: [e for e in manifest.get("entities", []) if e.get("frequency") == f] for f in FREQUENCIES}
     if not all(groups.values()):
-        raise ValueError(f"the manifest needs people of every frequency; it has {({f: len(g) for f, g in groups.items()})}")
+        raise ValueError(
+            f"the manifest needs people of every frequency; it has { ({f: len(g) for f, g in groups.items()}) }"
+        )
     return groups
 
 
@@ -78,7 +80,9 @@ def answer_kinds(model, tokenizer, records: list[dict], samples: int = 0, temper
     """For each record, the kinds of the model's replies: one greedy reply, or ``samples`` sampled ones."""
     from llmkb.sft.evaluate import prompt_of, replies_per_prompt
 
-    replies = replies_per_prompt(model, tokenizer, [prompt_of(r) for r in records], samples, temperature, seed, max_new_tokens)
+    replies = replies_per_prompt(
+        model, tokenizer, [prompt_of(r) for r in records], samples, temperature, seed, max_new_tokens
+    )
     return [[classify(record, text) for text in texts] for record, texts in zip(records, replies, strict=True)]
 
 
@@ -93,7 +97,9 @@ def rates(kinds: list[list[str]]) -> dict[str, float]:
     return {k: round(flat.count(k) / max(len(flat), 1), 4) for k in ("right", "refused", "made_up")}
 
 
-def interrogate(model, tokenizer, records: list[dict], samples: int = 4, min_right: int = 2, seed: int = 0) -> list[bool]:
+def interrogate(
+    model, tokenizer, records: list[dict], samples: int = 4, min_right: int = 2, seed: int = 0
+) -> list[bool]:
     """Whether the model knows each record's fact: at least ``min_right`` of ``samples`` sampled replies right.
 
     One greedy reply can be right by luck (a common year, a frequent city); a fact the model knows

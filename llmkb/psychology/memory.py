@@ -34,7 +34,9 @@ def with_passage(records: list[dict], entities: list[dict], seed: int = 0) -> li
     rng = random.Random(f"psychology:passage:{seed}")
     out = []
     for r in records:
-        passage = fix_articles(fact_sentence(by_name[r["meta"]["name"]], rng.randrange(len(FACT_TEMPLATES))))  # "an engineer"
+        passage = fix_articles(
+            fact_sentence(by_name[r["meta"]["name"]], rng.randrange(len(FACT_TEMPLATES)))
+        )  # "an engineer"
         question, *rest = r["messages"]
         out.append({**r, "messages": [{**question, "content": f"{passage} {question['content']}"}, *rest]})
     return out

@@ -44,7 +44,11 @@ def groups(config: PsychologyConfig, run_dir: RunDir,
     trained = [e for e in everyone["frequent"] if e["name"] in trained_names]
     held_out = [e for e in everyone["frequent"] if e["name"] not in trained_names]
     n, per, seed = config.probe_people, config.questions_per_person, config.seed
-    probe = questions(trained, per, seed) + questions(everyone["once"][:n], per, seed) + questions(everyone["never"][:n], per, seed)
+    probe = (
+        questions(trained, per, seed)
+        + questions(everyone["once"][:n], per, seed)
+        + questions(everyone["never"][:n], per, seed)
+    )
     k, other = config.eval_questions_per_person, seed + 1
     measure = {
         "frequent, trained in SFT": questions(trained, 1, other),
@@ -92,10 +96,15 @@ def run(config: PsychologyConfig, run_dir: RunDir) -> dict:
     model, _, summary = fine_tune(base, tokenizer, train, [], sft_config)
     save_pretrained(model.cpu(), out / "refusals" / "model", tokenizer=tokenizer)
     after = {name: rates(answer_kinds(model, tokenizer, records)) for name, records in measure.items()}
-    write_json(out / "hallucination.json", {"before": before, "after": after, "questions": {k: len(v) for k, v in measure.items()}})
+    write_json(
+        out / "hallucination.json",
+        {"before": before, "after": after, "questions": {k: len(v) for k, v in measure.items()}},
+    )
 
     def short(name: str) -> str:  # "never (new names)" -> "never"
-        return name.split(" ")[0].rstrip(",") + ("_sft" if "trained" in name else "_held_out" if "held out" in name else "")
+        return name.split(" ")[0].rstrip(",") + (
+            "_sft" if "trained" in name else "_held_out" if "held out" in name else ""
+        )
 
     metrics = {"probe_questions": len(probe), "unknown_questions": len(refusal_data), "retrain_steps": summary["steps"]}
     for name in measure:
@@ -169,7 +178,10 @@ def run_search(config: SearchConfig, run_dir: RunDir) -> dict:
         share = {k: round(sum(a[k] for a in answered) / len(answered), 4) for k in ("exact_query", "found")}
         results[name] = {"without_tool": without[name], "with_tool": with_tool, **share,
                          "called": round(sum(bool(a["calls"]) for a in answered) / len(answered), 4), "questions": len(records)}  # fmt: skip
-        replies += [{"group": name, "question": r["messages"][0]["content"], **a} for r, a in zip(records, answered, strict=True)]
+        replies += [
+            {"group": name, "question": r["messages"][0]["content"], **a}
+            for r, a in zip(records, answered, strict=True)
+        ]
     write_json(out / "results.json", results)
     write_jsonl(out / "replies.jsonl", replies)
 
@@ -202,7 +214,9 @@ def run_spelling(config: SpellingConfig, run_dir: RunDir) -> dict:
     words = corpus_words((doc["text"] for doc in load_split(run_dir.require("data"), "train")), config.min_count)
     random.Random(f"psychology:words:{config.seed}").shuffle(words)
     if len(words) < 2:
-        raise ValueError(f"the corpus has {len(words)} words used {config.min_count}+ times; spelling needs at least two")
+        raise ValueError(
+            f"the corpus has {len(words)} words used {config.min_count}+ times; spelling needs at least two"
+        )
     held_out = words[: min(config.held_out_words, len(words) // 2)]
     taught = words[len(held_out) : len(held_out) + config.train_words]
     tokens = {w: token_count(tokenizer, w) for w in held_out + taught}
@@ -222,7 +236,12 @@ def run_spelling(config: SpellingConfig, run_dir: RunDir) -> dict:
     write_json(out / "results.json", {"words": len(words), "one_token_share": round(sum(v == 1 for v in tokens.values()) / len(tokens), 4),
                                       "results": results})  # fmt: skip
     write_jsonl(out / "replies.jsonl", replies)
-    metrics = {"corpus_words": len(words), "taught_words": len(taught), "held_out_words": len(held_out), "steps": summary["steps"]}
+    metrics = {
+        "corpus_words": len(words),
+        "taught_words": len(taught),
+        "held_out_words": len(held_out),
+        "steps": summary["steps"],
+    }
     for name, table in results.items():
         for kind in ("spell", "count"):
             for split, key in (("one token", "one"), ("several tokens", "several")):

@@ -38,9 +38,13 @@ class PPOConfig:
     batch_size: int = 32  # questions (one reply each) per rollout
     ppo_epochs: int = 2  # passes over each rollout batch
     minibatch_size: int = 16  # replies per gradient step within a pass
-    lr: float = 1e-4  # policy learning rate (large for RL, so that the CPU run shows in minutes what takes hours at scale)
+    lr: float = (
+        1e-4  # policy learning rate (large for RL, so that the CPU run shows in minutes what takes hours at scale)
+    )
     critic_lr: float = 1e-4  # value model learning rate
-    kl_coef: float = 1.0  # weight of the per-token KL penalty (0: no leash; measured: 0.2 still let the true score fall)
+    kl_coef: float = (
+        1.0  # weight of the per-token KL penalty (0: no leash; measured: 0.2 still let the true score fall)
+    )
     clip: float = 0.2  # PPO's ratio clip
     value_clip: float = 0.2  # how far a value prediction may move per update
     gamma: float = 1.0  # no discounting within a reply
@@ -86,13 +90,13 @@ class GRPOSettings:
     lr: float = 1e-5  # RL moves a model that already works: far below SFT's rate
     max_steps: int = 100  # optimizer steps; fresh answers are sampled every `updates_per_batch` of them
     updates_per_batch: int = 1  # trl's num_iterations: optimizer steps on each sampled batch (clipped ratio, as PPO)
-    beta: float = 0.0  # weight of the KL(policy || SFT model) term; 0 (trl's default) needs no reference copy; R1 used 0.001
+    beta: float = (
+        0.0  # weight of the KL(policy || SFT model) term; 0 (trl's default) needs no reference copy; R1 used 0.001
+    )
     temperature: float = 1.0  # sampling temperature: answers must differ for a group to have anything to compare
     seed: int = 0  # seeds data order and sampling
     device: str = "auto"  # "auto": CUDA when present, else the CPU
     progress: bool = True  # show trl's progress bar
-
-
 
 
 @dataclass

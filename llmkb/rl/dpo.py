@@ -102,7 +102,9 @@ def encode_pair(tokenizer, prompt_messages: list[dict], chosen_reply: str, rejec
         >>> tok.decode([t for t in chosen["labels"] if t != -100]), tok.decode([t for t in rejected["labels"] if t != -100])
         ('4<|im_end|>', '5?<|im_end|>')
     """
-    chosen, rejected = ([*prompt_messages, {"role": "assistant", "content": reply}] for reply in (chosen_reply, rejected_reply))
+    chosen, rejected = (
+        [*prompt_messages, {"role": "assistant", "content": reply}] for reply in (chosen_reply, rejected_reply)
+    )
     return tokenize_conversation(tokenizer, chosen, context), tokenize_conversation(tokenizer, rejected, context)
 
 
@@ -111,7 +113,9 @@ def pair_logps(model, batch: list[tuple[dict, dict]], pad_id: int, device: str) 
 
     Chosen and rejected go through the model as one batch of 2B rows (one forward, as trl does).
     """
-    ids, labels, _ = collate([c for c, _ in batch] + [r for _, r in batch], pad_id)  # (2B, T) chosen rows, then rejected
+    ids, labels, _ = collate(
+        [c for c, _ in batch] + [r for _, r in batch], pad_id
+    )  # (2B, T) chosen rows, then rejected
     with autocast(device):
         logps = sequence_logps(model, ids.to(device), labels.to(device))  # (2B,)
     return logps.chunk(2)
@@ -125,12 +129,16 @@ def train_dpo(policy, reference, tokenizer, pairs: list[dict], config: DPOConfig
     if not pairs:
         raise ValueError("no preference pairs: DPO needs at least one {'prompt', 'chosen', 'rejected'}")
     if policy is reference:
-        raise ValueError("policy and reference are the same object; pass a frozen copy (copy.deepcopy) as the reference")
+        raise ValueError(
+            "policy and reference are the same object; pass a frozen copy (copy.deepcopy) as the reference"
+        )
     encoded = []
     for i, pair in enumerate(pairs):
         check_pair(i, pair)
         try:
-            encoded.append(encode_pair(tokenizer, pair["prompt"], pair["chosen"], pair["rejected"], policy.config.context))
+            encoded.append(
+                encode_pair(tokenizer, pair["prompt"], pair["chosen"], pair["rejected"], policy.config.context)
+            )
         except ValueError as e:
             raise ValueError(f"pair {i}: {e}") from e
     device = pick_device(config.device)
@@ -147,7 +155,9 @@ def train_dpo(policy, reference, tokenizer, pairs: list[dict], config: DPOConfig
         policy_chosen, policy_rejected = pair_logps(policy, batch, tokenizer.pad_token_id, device)  # (B,) each
         with torch.no_grad():
             ref_chosen, ref_rejected = pair_logps(reference, batch, tokenizer.pad_token_id, device)  # (B,) each
-        loss, chosen_rewards, rejected_rewards = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, config.beta)
+        loss, chosen_rewards, rejected_rewards = dpo_loss(
+            policy_chosen, policy_rejected, ref_chosen, ref_rejected, config.beta
+        )
         value = loss.item()
         if not math.isfinite(value):
             raise NonFiniteLoss(f"DPO step {step}: the loss is {value}; stopped before updating the weights "
@@ -156,7 +166,9 @@ def train_dpo(policy, reference, tokenizer, pairs: list[dict], config: DPOConfig
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.grad_clip or float("inf"))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        margin = (chosen_rewards - rejected_rewards).mean().item()  # > 0: chosen gained on rejected, relative to the reference
+        margin = (
+            (chosen_rewards - rejected_rewards).mean().item()
+        )  # > 0: chosen gained on rejected, relative to the reference
         accuracy = (chosen_rewards > rejected_rewards).float().mean().item()  # share of pairs ranked right
         log.append({"step": step + 1, "epoch": epoch, "loss": round(value, 5), "margin": round(margin, 5), "accuracy": accuracy,
                     "chosen_reward": round(chosen_rewards.mean().item(), 5), "rejected_reward": round(rejected_rewards.mean().item(), 5),

@@ -249,7 +249,12 @@ def train_grpo_trl(model: GPT, tokenizer, records: list[dict], settings: GRPOSet
     for entry in trainer.state.log_history:
         if "reward" not in entry:
             continue  # the end-of-training summary
-        row = {"step": entry["step"], "loss": entry.get("loss"), "reward": entry["reward"], "reward_std": entry.get("reward_std")}
+        row = {
+            "step": entry["step"],
+            "loss": entry.get("loss"),
+            "reward": entry["reward"],
+            "reward_std": entry.get("reward_std"),
+        }
         row.update({name: entry.get(f"rewards/{name}/mean") for name in names})
         if "kl" in entry:
             row["kl"] = entry["kl"]
@@ -271,7 +276,9 @@ def accuracy(model, tokenizer, records: list[dict], max_new_tokens: int = 96, sa
     from llmkb.sft.evaluate import replies_per_prompt
 
     rows = as_prompts(records)
-    replies = replies_per_prompt(model, tokenizer, [r["prompt"] for r in rows], samples, temperature, seed, max_new_tokens)
+    replies = replies_per_prompt(
+        model, tokenizer, [r["prompt"] for r in rows], samples, temperature, seed, max_new_tokens
+    )
     answers = [r["answer"] for r, texts in zip(rows, replies, strict=True) for _ in texts]
     rewards = correctness_reward([t for texts in replies for t in texts], answers)
     return sum(rewards) / max(len(rewards), 1)
@@ -311,7 +318,11 @@ def calculator_answers(records: list[dict]) -> list[dict]:
     for r in records:
         question = r["messages"][0]["content"]
         expression = question.removeprefix("What is ").removesuffix("?")
-        out.append(tool_conversation(question, "calc", expression, calculator(expression), f"Answer: {r['meta']['answer']}", r["meta"]))
+        out.append(
+            tool_conversation(
+                question, "calc", expression, calculator(expression), f"Answer: {r['meta']['answer']}", r["meta"]
+            )
+        )
     return out
 
 
@@ -320,9 +331,14 @@ def tool_accuracy(model, tokenizer, records: list[dict], max_new_tokens: int = 9
     from llmkb.sft.tools import answer_with_tools, calculator
 
     rows = as_prompts(records)
-    out = answer_with_tools(model, tokenizer, [r["prompt"] for r in rows], {"calc": calculator}, max_new_tokens=max_new_tokens)
+    out = answer_with_tools(
+        model, tokenizer, [r["prompt"] for r in rows], {"calc": calculator}, max_new_tokens=max_new_tokens
+    )
     right = correctness_reward([o["text"] for o in out], [r["answer"] for r in rows])
-    return {"accuracy": sum(right) / max(len(right), 1), "called": sum(bool(o["calls"]) for o in out) / max(len(out), 1)}
+    return {
+        "accuracy": sum(right) / max(len(right), 1),
+        "called": sum(bool(o["calls"]) for o in out) / max(len(out), 1),
+    }
 
 
 def sums_model(vocab_size: int, n_layer: int = 2, d_model: int = 128, context: int = 96, seed: int = 0) -> GPT:
@@ -330,4 +346,6 @@ def sums_model(vocab_size: int, n_layer: int = 2, d_model: int = 128, context: i
     from llmkb.model.gpt import ModelConfig
 
     torch.manual_seed(seed)
-    return GPT(ModelConfig(vocab_size=vocab_size, context=context, n_layer=n_layer, d_model=d_model, d_ff=d_model * 5 // 2))
+    return GPT(
+        ModelConfig(vocab_size=vocab_size, context=context, n_layer=n_layer, d_model=d_model, d_ff=d_model * 5 // 2)
+    )

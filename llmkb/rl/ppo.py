@@ -116,7 +116,9 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
     return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
 
 
-def rollout(policy: GPT, tokenizer, prompts: list[list[dict]], config: PPOConfig, seed: int) -> tuple[list[dict], list[tuple[str, bool]]]:
+def rollout(
+    policy: GPT, tokenizer, prompts: list[list[dict]], config: PPOConfig, seed: int
+) -> tuple[list[dict], list[tuple[str, bool]]]:
     """Sample one reply per prompt: ``{input_ids, labels}`` per row (labels on the sampled tokens) and its text.
 
     The ids are the very tokens the policy sampled (with its end token, if it stopped): PPO's
@@ -124,7 +126,9 @@ def rollout(policy: GPT, tokenizer, prompts: list[list[dict]], config: PPOConfig
     """
     from llmkb.sft.evaluate import replies_with_ids
 
-    replies = replies_with_ids(policy, tokenizer, prompts, config.max_new_tokens, temperature=config.temperature, seed=seed)
+    replies = replies_with_ids(
+        policy, tokenizer, prompts, config.max_new_tokens, temperature=config.temperature, seed=seed
+    )
     encoded = [{"input_ids": r["prompt_ids"] + r["reply_ids"], "labels": [IGNORE] * len(r["prompt_ids"]) + r["reply_ids"]}
                for r in replies]  # fmt: skip
     return encoded, [(r["text"], r["ended"]) for r in replies]
@@ -153,7 +157,9 @@ def train_ppo(policy: GPT, reward_model, tokenizer, records: list[dict], config:
     for it in bar:
         batch = [records[rng.randrange(len(records))] for _ in range(config.batch_size)]
         policy.eval()
-        encoded, replies = rollout(policy, tokenizer, [prompt_of(r) for r in batch], config, seed=config.seed * 100_003 + it)
+        encoded, replies = rollout(
+            policy, tokenizer, [prompt_of(r) for r in batch], config, seed=config.seed * 100_003 + it
+        )
         policy.train()
         ids, labels, attention = (t.to(device) for t in collate(encoded, pad_id))
         mask = labels[:, 1:] != IGNORE  # (B, T-1): positions whose next token is a reply token
@@ -176,10 +182,14 @@ def train_ppo(policy: GPT, reward_model, tokenizer, records: list[dict], config:
                 rows = order[start : start + config.minibatch_size]
                 logp = token_logprobs(policy, ids[rows], labels[rows])
                 pg, clipfrac = policy_loss(logp, old_logp[rows], advantages[rows], mask[rows], config.clip)
-                vf = value_loss(critic(ids[rows])[:, :-1], old_values[rows], returns[rows], mask[rows], config.value_clip)
+                vf = value_loss(
+                    critic(ids[rows])[:, :-1], old_values[rows], returns[rows], mask[rows], config.value_clip
+                )
                 loss = pg + vf
                 if not math.isfinite(loss.item()):
-                    raise NonFiniteLoss(f"PPO iteration {it}: the loss is {loss.item()}; stopped before updating the weights")
+                    raise NonFiniteLoss(
+                        f"PPO iteration {it}: the loss is {loss.item()}; stopped before updating the weights"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(list(policy.parameters()) + list(critic.parameters()), 1.0)
@@ -196,7 +206,9 @@ def train_ppo(policy: GPT, reward_model, tokenizer, records: list[dict], config:
             "sample": replies[0][0],
         }  # fmt: skip
         if true_score is not None:
-            record["true_score"] = round(sum(true_score(r, t, e) for r, (t, e) in zip(batch, replies, strict=True)) / len(batch), 4)
+            record["true_score"] = round(
+                sum(true_score(r, t, e) for r, (t, e) in zip(batch, replies, strict=True)) / len(batch), 4
+            )
         log.append(record)
         bar.set_postfix(reward=record["reward"], kl=record["kl"], true=record.get("true_score"))
         if config.stop_kl and record["kl"] > config.stop_kl:

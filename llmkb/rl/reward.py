@@ -174,7 +174,9 @@ def check_pair(i: int, pair: dict) -> None:
     """
     missing = [k for k in ("prompt", "chosen", "rejected") if k not in pair]
     if missing:
-        raise ValueError(f"pair {i}: missing {missing}; a pair is {{'prompt': [messages], 'chosen': str, 'rejected': str}}")
+        raise ValueError(
+            f"pair {i}: missing {missing}; a pair is {{'prompt': [messages], 'chosen': str, 'rejected': str}}"
+        )
     if pair["chosen"] == pair["rejected"]:
         raise ValueError(f"pair {i}: chosen and rejected are the same reply ({pair['chosen'][:40]!r}); nothing to rank")
 
@@ -211,7 +213,9 @@ def pair_batch(batch: list[tuple[dict, dict]], pad_id: int) -> tuple[torch.Tenso
     return ids, mask
 
 
-def score_pairs(model: RewardModel, batch: list[tuple[dict, dict]], pad_id: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+def score_pairs(
+    model: RewardModel, batch: list[tuple[dict, dict]], pad_id: int, device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(chosen scores, rejected scores), each ``(B,)``."""
     ids, mask = pair_batch(batch, pad_id)
     with autocast(device):
@@ -220,7 +224,9 @@ def score_pairs(model: RewardModel, batch: list[tuple[dict, dict]], pad_id: int,
 
 
 @torch.no_grad()
-def evaluate(model: RewardModel, encoded: list[tuple[dict, dict]], pad_id: int, device: str, batch_size: int = 32) -> dict:
+def evaluate(
+    model: RewardModel, encoded: list[tuple[dict, dict]], pad_id: int, device: str, batch_size: int = 32
+) -> dict:
     """Bradley-Terry loss and pairwise accuracy over all of ``encoded``."""
     was_training = model.training
     model.eval()
@@ -231,7 +237,10 @@ def evaluate(model: RewardModel, encoded: list[tuple[dict, dict]], pad_id: int, 
         rejected.append(r)
     model.train(was_training)
     chosen, rejected = torch.cat(chosen), torch.cat(rejected)
-    return {"loss": round(bradley_terry_loss(chosen, rejected).item(), 5), "accuracy": round(pairwise_accuracy(chosen, rejected), 4)}
+    return {
+        "loss": round(bradley_terry_loss(chosen, rejected).item(), 5),
+        "accuracy": round(pairwise_accuracy(chosen, rejected), 4),
+    }
 
 
 # ----------------------------------------------------------------------------------------------

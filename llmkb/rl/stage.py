@@ -29,6 +29,7 @@ from llmkb.rl.config import DPOConfig, PPOConfig, RewardConfig, SumsConfig
 from llmkb.sft.stage import conversations, sft_model
 from llmkb.stages import RunDir, Stage, register
 
+
 def questions(run_dir: RunDir) -> tuple[list[dict], list[dict]]:
     """The questions RL trains on and the held-out ones it is scored on, as the reward stage split them.
 
@@ -41,7 +42,9 @@ def questions(run_dir: RunDir) -> tuple[list[dict], list[dict]]:
 
     records = [r for r in conversations(run_dir) if r["type"] == "instruction"]
     random.Random("rl:questions").shuffle(records)
-    split = read_json(run_dir.root / "reward" / "config.json") if (run_dir.root / "reward" / "config.json").exists() else {}
+    split = (
+        read_json(run_dir.root / "reward" / "config.json") if (run_dir.root / "reward" / "config.json").exists() else {}
+    )
     n, n_test = split.get("prompts", RewardConfig.prompts), split.get("test_prompts", RewardConfig.test_prompts)
     if len(records) < n + n_test:
         raise ValueError(f"{run_dir.root / 'sft' / 'data'}: {len(records)} instruction conversations; the reward stage's "
@@ -147,7 +150,12 @@ def run_dpo(config: DPOConfig, run_dir: RunDir) -> dict:
     write_jsonl(out / "log.jsonl", log)
     save_pretrained(policy.cpu(), out / "model", tokenizer=tokenizer)
     wins = win_rate(policy, reference, tokenizer, questions(run_dir)[1])
-    return {"steps": len(log), "beta": config.beta, "final_loss": log[-1]["loss"], **{f"eval_{k}": v for k, v in wins.items()}}
+    return {
+        "steps": len(log),
+        "beta": config.beta,
+        "final_loss": log[-1]["loss"],
+        **{f"eval_{k}": v for k, v in wins.items()},
+    }
 
 
 def sums(config: SumsConfig) -> tuple[list[dict], list[dict]]:
@@ -187,11 +195,15 @@ def run_grpo(config: SumsConfig, run_dir: RunDir) -> dict:
                     seed=config.seed, device=config.device, progress=config.progress)  # fmt: skip
     styles = {"steps": (train, test), "direct": (direct_answers(train), direct_answers(test)),
               "calc": (calculator_answers(train), calculator_answers(test))}  # fmt: skip
-    tokenizer = load_tokenizer(run_dir.require("sft") / "model")  # the run's tokenizer with its ChatML tokens and template
+    tokenizer = load_tokenizer(
+        run_dir.require("sft") / "model"
+    )  # the run's tokenizer with its ChatML tokens and template
     models, sft_logs, metrics = {}, [], {}
     for style, (records, held_out) in styles.items():
         # The calculator's model also needs the tool's two tokens: its own copy of the tokenizer.
-        tok = add_tool_tokens(load_tokenizer(run_dir.require("sft") / "model"), "calc") if style == "calc" else tokenizer
+        tok = (
+            add_tool_tokens(load_tokenizer(run_dir.require("sft") / "model"), "calc") if style == "calc" else tokenizer
+        )
         model = sums_model(len(tok), config.n_layer, config.d_model, config.context, config.seed)
         model, log, summary = fine_tune(model, tok, records, held_out[:32], sft)
         models[style] = model.eval()
@@ -206,7 +218,9 @@ def run_grpo(config: SumsConfig, run_dir: RunDir) -> dict:
     write_jsonl(out / "sft_log.jsonl", sft_logs)
 
     before = models["steps"]
-    metrics["before_sampled_accuracy"] = accuracy(before, tokenizer, test, config.max_new_tokens, config.sampled_per_sum, config.temperature)
+    metrics["before_sampled_accuracy"] = accuracy(
+        before, tokenizer, test, config.max_new_tokens, config.sampled_per_sum, config.temperature
+    )
     t0 = time.perf_counter()
     policy, log = train_grpo_trl(before, tokenizer, train, config.grpo())
     metrics["grpo_s_per_step"] = round((time.perf_counter() - t0) / max(len(log), 1), 3)
@@ -214,13 +228,24 @@ def run_grpo(config: SumsConfig, run_dir: RunDir) -> dict:
     plot_grpo(log, out / "grpo.png")
     save_pretrained(policy.cpu(), out / "model", tokenizer=tokenizer)
     metrics["after_accuracy"] = accuracy(policy, tokenizer, test, config.max_new_tokens)
-    metrics["after_sampled_accuracy"] = accuracy(policy, tokenizer, test, config.max_new_tokens, config.sampled_per_sum, config.temperature)
+    metrics["after_sampled_accuracy"] = accuracy(
+        policy, tokenizer, test, config.max_new_tokens, config.sampled_per_sum, config.temperature
+    )
     return {"train_sums": len(train), "test_sums": len(test), "grpo_steps": len(log), **metrics}
 
 
 QUICK_REWARD = {"prompts": 20, "test_prompts": 10, "samples": 4, "max_new_tokens": 16, "max_steps": 6}
-QUICK_SUMS = {"train_sums": 64, "test_sums": 8, "context": 160, "sft_steps": 4, "grpo_steps": 2, "group_size": 2, "prompts_per_step": 2,
-              "max_new_tokens": 24, "sampled_per_sum": 1}
+QUICK_SUMS = {
+    "train_sums": 64,
+    "test_sums": 8,
+    "context": 160,
+    "sft_steps": 4,
+    "grpo_steps": 2,
+    "group_size": 2,
+    "prompts_per_step": 2,
+    "max_new_tokens": 24,
+    "sampled_per_sum": 1,
+}
 QUICK_PPO = {"iterations": 3, "batch_size": 8, "minibatch_size": 8, "max_new_tokens": 16}
 
 register(Stage(name="reward", summary="rank sampled replies with the scripted labeler; train a reward model on the pairs",

@@ -27,7 +27,9 @@ class SFTConfig:
     lora_r: int = 8  # rank of each adapter's A (r x in) and B (out x r)
     lora_alpha: int = 16  # the adapter's output is scaled by alpha / r
     lora_targets: tuple[str, ...] = LORA_TARGETS
-    init_special: str = "mean"  # ChatML tokens' embeddings: "mean" of the used tokens', or "base" (as pretraining left them)
+    init_special: str = (
+        "mean"  # ChatML tokens' embeddings: "mean" of the used tokens', or "base" (as pretraining left them)
+    )
     # -- the optimization
     epochs: int = 1  # one pass: a second one lowers the training loss and raises the held-out loss (measured)
     max_steps: int = 0  # > 0: stop after this many steps (overrides epochs; for comparisons)

@@ -55,9 +55,16 @@ FACTS = ("born", "city", "occupation", "relation")
 QUESTIONS = {  # fact -> phrasings of the question that names the person
     "born": ["When was {name} born?", "In what year was {name} born?", "What year was {name} born in?"],
     "city": ["Where was {name} born?", "In which city was {name} born?", "What is the home city of {name}?"],
-    "occupation": ["What did {name} do for a living?", "What was the occupation of {name}?",
-                   "What was {name}'s profession?"],  # fmt: skip
-    "relation": ["Who was {name} connected to?", "Whose {relation} was {name}?", "What relation was {name} to {other}?"],
+    "occupation": [
+        "What did {name} do for a living?",
+        "What was the occupation of {name}?",
+        "What was {name}'s profession?",
+    ],  # fmt: skip
+    "relation": [
+        "Who was {name} connected to?",
+        "Whose {relation} was {name}?",
+        "What relation was {name} to {other}?",
+    ],
 }
 ANSWERS = {  # fact -> full-sentence answers; each contains the checkable value
     "born": ["{name} was born in {born}.", "{name} was born in the year {born}."],
@@ -95,7 +102,7 @@ def an(noun: str) -> str:
 
 
 def fix_articles(text: str) -> str:
-    """"a" before a vowel becomes "an" (the mini-web's templates always write "a {occupation}").
+    """ "a" before a vowel becomes "an" (the mini-web's templates always write "a {occupation}").
 
     >>> fix_articles("A astronomer, a weaver and a engineer.")
     'An astronomer, a weaver and an engineer.'
@@ -151,8 +158,9 @@ def _unique(make: Callable[[random.Random], dict | None], n: int, rng: random.Ra
 # --------------------------------------------------------------------------- the five types
 
 
-def instruction_pairs(entities: list[dict], seed: int = 0, n: int = SIZES["instruction"],
-                      exclude: set = frozenset()) -> list[dict]:
+def instruction_pairs(
+    entities: list[dict], seed: int = 0, n: int = SIZES["instruction"], exclude: set = frozenset()
+) -> list[dict]:
     """``n`` one-question conversations about the facts of ``entities``, distinct prompts.
 
     Each (person, fact, phrasing) is used at most once, in a seeded order, so ``n`` above
@@ -183,8 +191,9 @@ def instruction_pairs(entities: list[dict], seed: int = 0, n: int = SIZES["instr
     return records
 
 
-def conversations(entities: list[dict], seed: int = 0, n: int = SIZES["conversation"],
-                  exclude: set = frozenset()) -> list[dict]:
+def conversations(
+    entities: list[dict], seed: int = 0, n: int = SIZES["conversation"], exclude: set = frozenset()
+) -> list[dict]:
     """``n`` chats of 2-3 exchanges about one person: the first question names them, the rest say "they".
 
     ("They", because the mini-web states no one's gender, and a pronoun would be a fact we invented.)
@@ -210,8 +219,9 @@ def conversations(entities: list[dict], seed: int = 0, n: int = SIZES["conversat
     return _unique(make, n, random.Random(f"sft:conversation:{seed}"), exclude)
 
 
-def text_generation(entities: list[dict], seed: int = 0, n: int = SIZES["text_generation"],
-                    exclude: set = frozenset()) -> list[dict]:
+def text_generation(
+    entities: list[dict], seed: int = 0, n: int = SIZES["text_generation"], exclude: set = frozenset()
+) -> list[dict]:
     """``n`` requests for a short entry about a person, answered with the mini-web's own fact sentences.
 
     ``meta``: ``name`` and ``answers`` (birth year and city, which every entry contains).
@@ -231,19 +241,45 @@ def text_generation(entities: list[dict], seed: int = 0, n: int = SIZES["text_ge
 # Small functions: (what it does, names, parameter names, body); {k} and {c} are filled per sample,
 # {0} and {1} are the parameters. Several names and parameter names make the prompts many and varied.
 FUNCTIONS = [
-    ("returns the sum of two numbers", ["add", "add_numbers", "plus", "total"], [("a", "b"), ("x", "y"), ("m", "n")],
-     "return {0} + {1}"),
+    (
+        "returns the sum of two numbers",
+        ["add", "add_numbers", "plus", "total"],
+        [("a", "b"), ("x", "y"), ("m", "n")],
+        "return {0} + {1}",
+    ),
     ("returns {0} plus {k}", ["add_{k}", "plus_{k}"], [("x",), ("n",), ("number",)], "return {0} + {k}"),
     ("returns {0} times {k}", ["times_{k}", "multiply_by_{k}"], [("x",), ("n",), ("number",)], "return {0} * {k}"),
-    ("returns the string {0} reversed", ["reverse", "reverse_string", "backwards"], [("s",), ("text",), ("word",)],
-     "return {0}[::-1]"),
-    ('counts how many times the letter "{c}" appears in {0}', ["count_{c}", "how_many_{c}"], [("s",), ("text",), ("word",)],
-     'return {0}.count("{c}")'),
-    ("returns {0} in capital letters", ["shout", "to_upper", "capitals"], [("s",), ("text",), ("word",)], "return {0}.upper()"),
+    (
+        "returns the string {0} reversed",
+        ["reverse", "reverse_string", "backwards"],
+        [("s",), ("text",), ("word",)],
+        "return {0}[::-1]",
+    ),
+    (
+        'counts how many times the letter "{c}" appears in {0}',
+        ["count_{c}", "how_many_{c}"],
+        [("s",), ("text",), ("word",)],
+        'return {0}.count("{c}")',
+    ),
+    (
+        "returns {0} in capital letters",
+        ["shout", "to_upper", "capitals"],
+        [("s",), ("text",), ("word",)],
+        "return {0}.upper()",
+    ),
     ("returns True when {0} is even", ["is_even", "even"], [("n",), ("x",), ("number",)], "return {0} % 2 == 0"),
-    ("returns the largest number in the list {0}", ["largest", "biggest", "maximum"], [("numbers",), ("values",), ("xs",)],
-     "return max({0})"),
-    ("returns {0} repeated {k} times", ["repeat_{k}", "times_{k}_text"], [("s",), ("text",), ("word",)], "return {0} * {k}"),
+    (
+        "returns the largest number in the list {0}",
+        ["largest", "biggest", "maximum"],
+        [("numbers",), ("values",), ("xs",)],
+        "return max({0})",
+    ),
+    (
+        "returns {0} repeated {k} times",
+        ["repeat_{k}", "times_{k}_text"],
+        [("s",), ("text",), ("word",)],
+        "return {0} * {k}",
+    ),
     ("returns the first letter of {0}", ["first_letter", "initial"], [("s",), ("text",), ("word",)], "return {0}[0]"),
 ]
 PHRASINGS = ["Write a Python function {name}({params}) that {task}.", "Write {name}({params}) in Python: it {task}.",
@@ -271,7 +307,9 @@ def _function_task(rng: random.Random) -> dict:
     task, name, body = task.format(*params, **fill), rng.choice(names).format(**fill), body.format(*params, **fill)
     code = f"def {name}({', '.join(params)}):\n    {body}"
     if rng.random() < 0.3:  # completion: the signature and a docstring are given, the body is asked for
-        prompt = f'Complete this Python function:\ndef {name}({", ".join(params)}):\n    """{task[0].upper()}{task[1:]}."""'
+        prompt = (
+            f'Complete this Python function:\ndef {name}({", ".join(params)}):\n    """{task[0].upper()}{task[1:]}."""'
+        )
         kind = "completion"
     else:
         prompt = rng.choice(PHRASINGS).format(name=name, params=", ".join(params), task=task)
@@ -352,7 +390,9 @@ def worked_addition(a: int, b: int) -> str:
     return "\n".join(lines + [f"Answer: {a + b}"])
 
 
-def reasoning(seed: int = 0, digits: int = 2, n: int = SIZES["reasoning"] // 2, exclude: set = frozenset()) -> list[dict]:
+def reasoning(
+    seed: int = 0, digits: int = 2, n: int = SIZES["reasoning"] // 2, exclude: set = frozenset()
+) -> list[dict]:
     """``n`` sums from :func:`~llmkb.evaluate.tasks.arithmetic_problems`, answered by column addition.
 
     The prompt is the evaluation's own ("What is 47 + 85?"), so a fine-tuned model answers the
@@ -368,7 +408,9 @@ def reasoning(seed: int = 0, digits: int = 2, n: int = SIZES["reasoning"] // 2, 
             if (prompt,) in banned or len(records) == n:
                 continue
             banned.add((prompt,))
-            records.append(_conversation("reasoning", [(prompt, worked_addition(a, b))], {"answer": answer, "digits": digits}))
+            records.append(
+                _conversation("reasoning", [(prompt, worked_addition(a, b))], {"answer": answer, "digits": digits})
+            )
         k += 1
     return records
 
@@ -547,7 +589,9 @@ def validate_conversation(record: dict | list[dict], index: int) -> dict | list[
     if not any(m["role"] == "assistant" for m in messages):
         raise ValueError(f"record {index}: no assistant message; SFT learns from the assistant's turns only")
     if messages[-1]["role"] != "assistant":
-        raise ValueError(f"record {index}: the last message is {messages[-1]['role']!r}; it must be the assistant's answer")
+        raise ValueError(
+            f"record {index}: the last message is {messages[-1]['role']!r}; it must be the assistant's answer"
+        )
     return record
 
 
@@ -621,11 +665,19 @@ def load_sharegpt(path: str | Path) -> list[dict]:
             raise ValueError(f"{path}: {where} {line_no}: no 'conversations' list")
         messages = []
         for i, turn in enumerate(turns):
-            if not isinstance(turn, dict) or turn.get("from") not in SHAREGPT_ROLES or not isinstance(turn.get("value"), str):
+            if (
+                not isinstance(turn, dict)
+                or turn.get("from") not in SHAREGPT_ROLES
+                or not isinstance(turn.get("value"), str)
+            ):
                 raise ValueError(f"{path}: {where} {line_no}: turn {i} needs 'from' (one of {', '.join(SHAREGPT_ROLES)}) "
                                  f"and a string 'value', got {turn!r}")  # fmt: skip
             messages.append({"role": SHAREGPT_ROLES[turn["from"]], "content": turn["value"]})
-        record = {"messages": messages, "type": "sharegpt", "meta": {"source": str(path), where: line_no, "id": obj.get("id")}}
+        record = {
+            "messages": messages,
+            "type": "sharegpt",
+            "meta": {"source": str(path), where: line_no, "id": obj.get("id")},
+        }
         try:
             validate_conversation(record, len(out))
         except ValueError as e:
@@ -672,9 +724,13 @@ def load_oasst(path: str | Path, paths: str = "best") -> list[dict]:
         if parent is not None and parent not in messages:
             raise ValueError(f"{path}: line {line_of[mid]}: parent_id {parent!r} is not in the file")
         if parent is None and m["role"] != "prompter":
-            raise ValueError(f"{path}: line {line_of[mid]}: a tree must start with a prompter message, not {m['role']!r}")
+            raise ValueError(
+                f"{path}: line {line_of[mid]}: a tree must start with a prompter message, not {m['role']!r}"
+            )
         if parent is not None and messages[parent]["role"] == m["role"]:
-            raise ValueError(f"{path}: line {line_of[mid]}: a {m['role']} message replies to another {m['role']} message")
+            raise ValueError(
+                f"{path}: line {line_of[mid]}: a {m['role']} message replies to another {m['role']} message"
+            )
         if not m.get("deleted"):
             children.setdefault(parent, []).append(mid)
 

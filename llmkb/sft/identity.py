@@ -86,7 +86,9 @@ def system_identity_conversations(n: int, seed: int = 0) -> list[dict]:
     records = []
     for _ in range(n):
         name, maker = random_identity(rng)
-        records.append(_record("system_identity", rng.choice(TRAIN_QUESTIONS), name, maker, rng, system_message(name, maker)))
+        records.append(
+            _record("system_identity", rng.choice(TRAIN_QUESTIONS), name, maker, rng, system_message(name, maker))
+        )
     return records
 
 
@@ -124,8 +126,13 @@ def identity_report(model, tokenizer, max_new_tokens: int = 32, seed: int = 0) -
     report: dict = {"questions": len(TEST_QUESTIONS)}
     for case, prompts in cases.items():
         replies = [text for text, _ in respond(model, tokenizer, prompts, max_new_tokens)]
-        report[case] = {"says_hard_coded": sum(says_name(r, ASSISTANT) for r in replies) / len(replies), "replies": replies}
+        report[case] = {
+            "says_hard_coded": sum(says_name(r, ASSISTANT) for r in replies) / len(replies),
+            "replies": replies,
+        }
         if case == "system_new":
             report[case]["names"] = [nm for nm, _ in new]
-            report[case]["says_new"] = sum(says_name(r, nm) for r, (nm, _) in zip(replies, new, strict=True)) / len(replies)
+            report[case]["says_new"] = sum(says_name(r, nm) for r, (nm, _) in zip(replies, new, strict=True)) / len(
+                replies
+            )
     return report

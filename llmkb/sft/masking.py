@@ -151,9 +151,13 @@ def mask_html(tokenizer, messages: list[dict], context: int) -> str:
     for token_id, label in zip(encoded["input_ids"], encoded["labels"], strict=True):
         text = tokenizer.decode([token_id])
         trained = label != IGNORE
-        tip = html.escape(f"id {token_id}: {text!r}, " + ("trained (loss)" if trained else "context only (label -100)"), quote=True)
+        tip = html.escape(
+            f"id {token_id}: {text!r}, " + ("trained (loss)" if trained else "context only (label -100)"), quote=True
+        )
         breaks = "<br>" * text.count("\n")
-        parts.append(f'<span class="t {"on" if trained else "off"}" title="{tip}">{visible_whitespace(text)}</span>{breaks}')
+        parts.append(
+            f'<span class="t {"on" if trained else "off"}" title="{tip}">{visible_whitespace(text)}</span>{breaks}'
+        )
     n_on = sum(label != IGNORE for label in encoded["labels"])
     parts.append(f'<span class="sum">{len(encoded["input_ids"])} tokens, {n_on} of them trained</span></div>')
     return "".join(parts)

@@ -57,7 +57,9 @@ def build_data(config: SFTConfig, manifest: Path, tokenizer, context: int) -> tu
     random.Random(f"sft:mix:{config.seed}").shuffle(splits["train"])
     info = {}
     for split in ("train", "test"):
-        splits[split], info[f"{split}_skipped_long"] = check_length(tokenizer, splits[split], context, skip=config.skip_long)
+        splits[split], info[f"{split}_skipped_long"] = check_length(
+            tokenizer, splits[split], context, skip=config.skip_long
+        )
         info[f"{split}_conversations"] = len(splits[split])
     return splits, info
 

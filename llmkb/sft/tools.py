@@ -96,7 +96,9 @@ def calculator(expression: str) -> str:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -value(node.operand)
         what = type(node.op).__name__ if isinstance(node, ast.BinOp | ast.UnaryOp) else type(node).__name__
-        raise ValueError(f"calculator: {expression!r} is not an integer expression of +, - and * ({what} is not allowed)")
+        raise ValueError(
+            f"calculator: {expression!r} is not an integer expression of +, - and * ({what} is not allowed)"
+        )
 
     try:
         tree = ast.parse(expression.strip(), mode="eval")
@@ -134,7 +136,9 @@ def answer_with_tools(model, tokenizer, conversations: list[list[dict]], tools: 
             except ValueError as e:
                 result = f"error: {e}"
             results[i]["calls"].append({"tool": tool, "query": query, "result": result, "call": found.group(0)})
-            still.append((i, [*messages, {"role": "assistant", "content": found.group(0)}, {"role": "tool", "content": result}]))
+            still.append(
+                (i, [*messages, {"role": "assistant", "content": found.group(0)}, {"role": "tool", "content": result}])
+            )
         pending = still
         if not pending:
             break

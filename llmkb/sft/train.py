@@ -115,7 +115,9 @@ def trainable_summary(model: torch.nn.Module) -> dict:
 def state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Measured bytes of the tensors training adds to the weights: gradients and AdamW's moments."""
     grads = sum(p.grad.nbytes for p in model.parameters() if p.grad is not None)
-    moments = sum(v.nbytes for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v) and v.dim() > 0)
+    moments = sum(
+        v.nbytes for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v) and v.dim() > 0
+    )
     weights = sum(p.nbytes for p in model.parameters())
     return {"weight_bytes": weights, "grad_bytes": grads, "optimizer_bytes": moments}
 
@@ -159,11 +161,15 @@ def add_lora(model: GPT, config: SFTConfig):
     """``model`` wrapped by peft: its weights frozen, an (A, B) adapter pair beside each target projection."""
     from peft import LoraConfig, get_peft_model
 
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules=list(config.lora_targets), lora_dropout=0.0)
+    lora = LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, target_modules=list(config.lora_targets), lora_dropout=0.0
+    )
     return get_peft_model(model, lora)
 
 
-def fine_tune(model: GPT, tokenizer, train_records: list[dict], test_records: list[dict], config: SFTConfig) -> tuple[GPT, list[dict], dict]:
+def fine_tune(
+    model: GPT, tokenizer, train_records: list[dict], test_records: list[dict], config: SFTConfig
+) -> tuple[GPT, list[dict], dict]:
     """Fine-tune ``model`` (changed in place for full fine-tuning); returns (model, log, summary)."""
     config.check()
     if config.trainer == "trl":
@@ -183,7 +189,9 @@ def fine_tune(model: GPT, tokenizer, train_records: list[dict], test_records: li
     runner = torch.compile(trainee, dynamic=True) if compiled else trainee
     steps = total_steps(config, len(train_enc))
     schedule = dataclasses.replace(config, max_steps=steps)  # lr_at reads lr, warmup_steps, max_steps, min_lr_ratio
-    log: list[dict] = [{"step": 0, "test_loss": round(heldout_loss(runner, test_enc, pad_id, device), 5)}] if test_enc else []
+    log: list[dict] = (
+        [{"step": 0, "test_loss": round(heldout_loss(runner, test_enc, pad_id, device), 5)}] if test_enc else []
+    )
     summary = trainable_summary(trainee)
     data = batches(train_enc, config)
     bar = tqdm(total=steps, desc=f"sft ({config.method})", unit="step", disable=not config.progress)
@@ -203,7 +211,9 @@ def fine_tune(model: GPT, tokenizer, train_records: list[dict], test_records: li
             raise NonFiniteLoss(f"SFT step {step}: the loss is {value}; stopped before updating the weights "
                                 "(lower the learning rate, or check the data)")  # fmt: skip
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in trainee.parameters() if p.requires_grad], config.grad_clip or float("inf"))
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in trainee.parameters() if p.requires_grad], config.grad_clip or float("inf")
+        )
         optimizer.step()
         if step == 0:
             summary.update(state_bytes(trainee, optimizer))  # after one step every moment exists
@@ -230,7 +240,9 @@ def fine_tune(model: GPT, tokenizer, train_records: list[dict], test_records: li
     return model.eval(), log, summary
 
 
-def fine_tune_trl(model: GPT, tokenizer, train_records: list[dict], test_records: list[dict], config: SFTConfig) -> tuple[GPT, list[dict], dict]:
+def fine_tune_trl(
+    model: GPT, tokenizer, train_records: list[dict], test_records: list[dict], config: SFTConfig
+) -> tuple[GPT, list[dict], dict]:
     """The same fine-tuning through trl's ``SFTTrainer`` on the HF copy of ``model``; back to our GPT at the end."""
     import datasets
     from trl import SFTConfig as TrlConfig
@@ -289,7 +301,9 @@ def fine_tune_trl(model: GPT, tokenizer, train_records: list[dict], test_records
         summary = trainable_summary(trainer.model)
         trainer.train()
         optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
-        summary.update({**state_bytes(trainer.model, optimizer), "grad_bytes": timer.grad_bytes})  # grads are freed by now
+        summary.update(
+            {**state_bytes(trainer.model, optimizer), "grad_bytes": timer.grad_bytes}
+        )  # grads are freed by now
         trained = trainer.model.merge_and_unload() if config.method == "lora" else trainer.model
     log: list[dict] = []
     for entry in trainer.state.log_history:

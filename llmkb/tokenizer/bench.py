@@ -116,4 +116,3 @@ def to_markdown(results: dict) -> str:
         f"{results['train_ratio_vs_hf_default']:.2f}x against HF on all cores."
     )
     return "\n".join(lines) + "\n"
-

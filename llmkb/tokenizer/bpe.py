@@ -46,7 +46,9 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # space), one digit, a punctuation run with an optional leading space, newlines, trailing spaces.
 # The possessive quantifiers (?+ ++) only make matching faster; they behave the same here in
 # Python's `regex`, Hugging Face's Oniguruma and tiktoken's fancy-regex (the tests check it).
-SPLIT_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
+SPLIT_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
+)
 
 FORMAT = "llmkb-bpe/1"  # written into saved files, checked on load
 NEVER = 1 << 62  # "this pair is no merge": larger than any token id
@@ -134,6 +136,8 @@ def train_textbook(
         merges[pair] = new_id
         chunks = [merge(ids, pair, new_id) for ids in chunks]
     return merges
+
+
 # --8<-- [end:textbook]
 
 

@@ -92,8 +92,9 @@ class MethodSpec:
 # ---------------------------------------------------------------------------------------------
 
 
-def _train_hf(model, pre_tokenizer, trainer, texts: list[str], unk_token: str | None = None, normalizer=None,
-              decoder=None) -> Trained:
+def _train_hf(
+    model, pre_tokenizer, trainer, texts: list[str], unk_token: str | None = None, normalizer=None, decoder=None
+) -> Trained:
     from tokenizers import Tokenizer
 
     tok = Tokenizer(model)
@@ -121,8 +122,9 @@ def train_byte_bpe(texts: list[str], vocab_size: int, progress: bool = False) ->
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes, seen or not
         show_progress=progress,
     )
-    return _train_hf(models.BPE(), pre_tokenizers.ByteLevel(add_prefix_space=False), trainer, texts,
-                     decoder=decoders.ByteLevel())
+    return _train_hf(
+        models.BPE(), pre_tokenizers.ByteLevel(add_prefix_space=False), trainer, texts, decoder=decoders.ByteLevel()
+    )
 
 
 def train_wordpiece(texts: list[str], vocab_size: int, progress: bool = False) -> Trained:
@@ -132,16 +134,23 @@ def train_wordpiece(texts: list[str], vocab_size: int, progress: bool = False) -
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[UNK]"], show_progress=progress)
     # BertNormalizer puts spaces around CJK characters, as BERT does, so each becomes its own word.
     norm = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
-    return _train_hf(models.WordPiece(unk_token="[UNK]"), pre_tokenizers.BertPreTokenizer(), trainer, texts,
-                     unk_token="[UNK]", normalizer=norm)
+    return _train_hf(
+        models.WordPiece(unk_token="[UNK]"),
+        pre_tokenizers.BertPreTokenizer(),
+        trainer,
+        texts,
+        unk_token="[UNK]",
+        normalizer=norm,
+    )
 
 
 def train_unigram(texts: list[str], vocab_size: int, progress: bool = False) -> Trained:
     """Unigram language model (as in T5/ALBERT tokenizer.json files), on Metaspace-marked words."""
     from tokenizers import models, pre_tokenizers, trainers
 
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=["<unk>"], unk_token="<unk>",
-                                      show_progress=progress)
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=["<unk>"], unk_token="<unk>", show_progress=progress
+    )
     return _train_hf(models.Unigram(), pre_tokenizers.Metaspace(), trainer, texts, unk_token="<unk>")
 
 
@@ -208,8 +217,9 @@ def train_word_level(texts: list[str], vocab_size: int, progress: bool = False) 
 
     trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=["[UNK]"], show_progress=progress)
     # Whitespace() splits on \w+|[^\w\s]+ : words and punctuation runs become separate tokens.
-    return _train_hf(models.WordLevel(unk_token="[UNK]"), pre_tokenizers.Whitespace(), trainer, texts,
-                     unk_token="[UNK]")
+    return _train_hf(
+        models.WordLevel(unk_token="[UNK]"), pre_tokenizers.Whitespace(), trainer, texts, unk_token="[UNK]"
+    )
 
 
 BUILTIN_METHODS: dict[str, MethodSpec] = {
@@ -217,11 +227,17 @@ BUILTIN_METHODS: dict[str, MethodSpec] = {
     "WordPiece": MethodSpec(train_wordpiece, "HF tokenizers", "subword", "BERT"),
     "Unigram": MethodSpec(train_unigram, "HF tokenizers, Metaspace", "subword", "T5, ALBERT"),
     "SentencePiece (BPE)": MethodSpec(
-        train_sentencepiece_bpe, f"sentencepiece, coverage {CHARACTER_COVERAGE}, no byte fallback", "subword",
-        "T5, XLNet (LLaMA 1-2 with byte fallback)"),
+        train_sentencepiece_bpe,
+        f"sentencepiece, coverage {CHARACTER_COVERAGE}, no byte fallback",
+        "subword",
+        "T5, XLNet (LLaMA 1-2 with byte fallback)",
+    ),
     "SentencePiece (Unigram)": MethodSpec(
-        train_sentencepiece_unigram, f"sentencepiece, coverage {CHARACTER_COVERAGE}, no byte fallback",
-        "subword", "T5, XLNet, ALBERT"),
+        train_sentencepiece_unigram,
+        f"sentencepiece, coverage {CHARACTER_COVERAGE}, no byte fallback",
+        "subword",
+        "T5, XLNet, ALBERT",
+    ),
     "Character-level": MethodSpec(train_char, "plain Python", "character", "early models"),
     "Word-level": MethodSpec(train_word_level, "HF tokenizers, WordLevel", "word", "word2vec"),
 }
@@ -309,8 +325,10 @@ def compare_methods(
     if not heldout_english:
         raise ValueError("compare_methods: heldout_english is empty; bytes per token cannot be measured")
     if vocab_size < 300:
-        raise ValueError(f"compare_methods: vocab_size={vocab_size} is below 300; byte-level BPE needs 256 "
-                         "ids before its first merge")
+        raise ValueError(
+            f"compare_methods: vocab_size={vocab_size} is below 300; byte-level BPE needs 256 "
+            "ids before its first merge"
+        )
     chosen = dict(BUILTIN_METHODS)
     if methods is not None:
         unknown = [m for m in methods if m not in BUILTIN_METHODS]
@@ -332,16 +350,26 @@ def compare_methods(
             trained = as_trained(trained)
             en = measure(trained.encode, heldout_english, trained.unk_id)
             other = measure(trained.encode, heldout_other, trained.unk_id)
-            results.append(MethodResult(
-                method=name, library=spec.library, granularity=spec.granularity, vocab_size=trained.vocab_size,
-                bytes_per_token=en["bytes_per_token"], tokens_per_word=en["tokens_per_word"],
-                unk_rate_english=en["unk_rate"],
-                unk_rate_other=other["unk_rate"],
-                train_s=train_s, example_models=spec.example_models,
-            ))
+            results.append(
+                MethodResult(
+                    method=name,
+                    library=spec.library,
+                    granularity=spec.granularity,
+                    vocab_size=trained.vocab_size,
+                    bytes_per_token=en["bytes_per_token"],
+                    tokens_per_word=en["tokens_per_word"],
+                    unk_rate_english=en["unk_rate"],
+                    unk_rate_other=other["unk_rate"],
+                    train_s=train_s,
+                    example_models=spec.example_models,
+                )
+            )
             if progress:
-                print(f"[compare] {name}: vocab {trained.vocab_size}, trained in {train_s:.1f} s",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"[compare] {name}: vocab {trained.vocab_size}, trained in {train_s:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return results
 
 
@@ -377,14 +405,23 @@ def to_markdown(results: Sequence[MethodResult]) -> str:
     |---|---|---|---:|---:|---:|---:|---:|---:|---|
     | Char | py | character | 80 | 1.00 | 5.50 | 0.00% | 25.00% | 0.01 | early models |
     """
-    head = ("| Method | Library | Granularity | Vocab | Bytes/token (en) | Tokens/word (en) | UNK (en) "
-            "| UNK (other) | Train s | Example models |")
+    head = (
+        "| Method | Library | Granularity | Vocab | Bytes/token (en) | Tokens/word (en) | UNK (en) "
+        "| UNK (other) | Train s | Example models |"
+    )
     lines = [head, "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
         cells = [
-            r.method, r.library, r.granularity, _fmt(r.vocab_size, "int"), _fmt(r.bytes_per_token, "f2"),
-            _fmt(r.tokens_per_word, "f2"), _fmt(r.unk_rate_english, "pct"), _fmt(r.unk_rate_other, "pct"),
-            _fmt(r.train_s, "f2"), r.example_models,
+            r.method,
+            r.library,
+            r.granularity,
+            _fmt(r.vocab_size, "int"),
+            _fmt(r.bytes_per_token, "f2"),
+            _fmt(r.tokens_per_word, "f2"),
+            _fmt(r.unk_rate_english, "pct"),
+            _fmt(r.unk_rate_other, "pct"),
+            _fmt(r.train_s, "f2"),
+            r.example_models,
         ]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)

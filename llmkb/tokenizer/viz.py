@@ -80,7 +80,7 @@ def group_offsets(text: str, ids: Sequence[int], offsets: Sequence[tuple[int, in
     for gids, start, end in groups:
         if start > pos:
             pieces.append(Piece((), text[pos:start]))
-        pieces.append(Piece(tuple(gids), text[max(start, pos):end]))
+        pieces.append(Piece(tuple(gids), text[max(start, pos) : end]))
         pos = max(pos, end)
     if pos < len(text):
         pieces.append(Piece((), text[pos:]))
@@ -109,7 +109,7 @@ def _pieces_by_decoding(encode: Callable, decode: Callable, text: str) -> list[P
         decoded = decode(ids[: k + 1])
         if decoded.endswith("\ufffd") and k < len(ids) - 1:
             continue
-        new = decoded[len(done):] if decoded.startswith(done) else decoded
+        new = decoded[len(done) :] if decoded.startswith(done) else decoded
         pieces.append(Piece(tuple(group), new))
         done, group = decoded, []
     return pieces
@@ -146,8 +146,12 @@ def token_pieces(tokenizer, text: str) -> list[Piece]:
 # Translucent fills tint the page's own background, so the text color the theme chose (dark on
 # light, light on dark) stays readable under every one of them.
 PALETTE = (
-    "rgba(99, 155, 255, .32)", "rgba(255, 179, 71, .36)", "rgba(80, 200, 120, .32)",
-    "rgba(255, 105, 140, .30)", "rgba(180, 130, 255, .32)", "rgba(64, 200, 200, .32)",
+    "rgba(99, 155, 255, .32)",
+    "rgba(255, 179, 71, .36)",
+    "rgba(80, 200, 120, .32)",
+    "rgba(255, 105, 140, .30)",
+    "rgba(180, 130, 255, .32)",
+    "rgba(64, 200, 200, .32)",
 )
 
 _CSS = (
@@ -220,8 +224,9 @@ def render_html(pieces: Sequence[Piece], show_ids: bool = True, summary: bool = 
     if summary:
         n_tokens = sum(len(p.ids) for p in pieces)
         text = "".join(p.text for p in pieces)
-        parts.append(f'<span class="sum">{n_tokens} tokens · {len(text)} characters · '
-                     f'{len(text.encode("utf-8"))} bytes</span>')
+        parts.append(
+            f'<span class="sum">{n_tokens} tokens · {len(text)} characters · {len(text.encode("utf-8"))} bytes</span>'
+        )
     parts.append("</div>")
     return "".join(parts)
 
@@ -257,16 +262,18 @@ def spelling_table(tokenizer, words: Sequence[str], letter: str, leading_space: 
         texts = [p.text for p in pieces]
         per_piece = letters_per_piece(texts, letter)
         holding = sum(1 for c in per_piece if c)
-        rows.append({
-            "word": word,
-            "pieces": texts,
-            "ids": [i for p in pieces for i in p.ids],
-            "n_tokens": sum(len(p.ids) for p in pieces),
-            "letter": letter,
-            "count": word.casefold().count(letter.casefold()),
-            "per_token": per_piece,
-            "spread": "absent" if holding == 0 else "one token" if holding == 1 else f"across {holding} tokens",
-        })
+        rows.append(
+            {
+                "word": word,
+                "pieces": texts,
+                "ids": [i for p in pieces for i in p.ids],
+                "n_tokens": sum(len(p.ids) for p in pieces),
+                "letter": letter,
+                "count": word.casefold().count(letter.casefold()),
+                "per_token": per_piece,
+                "spread": "absent" if holding == 0 else "one token" if holding == 1 else f"across {holding} tokens",
+            }
+        )
     return rows
 
 
@@ -275,12 +282,14 @@ def counting_table(tokenizer, texts: Sequence[str]) -> list[dict]:
     rows = []
     for text in texts:
         pieces = [p for p in token_pieces(tokenizer, text) if p.ids]
-        rows.append({
-            "text": text,
-            "n_chars": len(text),
-            "n_tokens": sum(len(p.ids) for p in pieces),
-            "pieces": [p.text for p in pieces],
-        })
+        rows.append(
+            {
+                "text": text,
+                "n_chars": len(text),
+                "n_tokens": sum(len(p.ids) for p in pieces),
+                "pieces": [p.text for p in pieces],
+            }
+        )
     return rows
 
 

@@ -115,5 +115,7 @@ def from_web_json(text: str) -> BPETokenizer:
     expected = [tokenizer.vocab[i] for i in range(len(tokenizer.vocab))]
     if vocab != expected:
         bad = next((i for i, (a, b) in enumerate(zip(vocab, expected)) if a != b), min(len(vocab), len(expected)))
-        raise ValueError(f"vocab disagrees with merges at token {bad} ({len(vocab)} tokens listed, {len(expected)} made)")
+        raise ValueError(
+            f"vocab disagrees with merges at token {bad} ({len(vocab)} tokens listed, {len(expected)} made)"
+        )
     return tokenizer
