@@ -53,6 +53,8 @@ def site_project(tmp_path_factory) -> Path:
         shutil.copy(ROOT / name, root / name)
     shutil.copytree(ROOT / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "docs", root / "docs", ignore=shutil.ignore_patterns("generated"))
+    # The tokenization page includes a section of llmkb/tokenizer/bpe.py (the textbook BPE loop).
+    shutil.copytree(ROOT / "llmkb", root / "llmkb", ignore=shutil.ignore_patterns("__pycache__"))
     generate_outputs(root, profile="quick", runs_root=root / "runs")
     return root
 

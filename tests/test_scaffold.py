@@ -31,7 +31,7 @@ def scaffolded(site_project, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("scaffolded")
     for name in ("mkdocs.yml", "CONTRIBUTING.md"):
         shutil.copy(site_project / name, root / name)
-    for name in ("docs", "examples"):
+    for name in ("docs", "examples", "llmkb"):  # the pages include sections of llmkb/ too
         shutil.copytree(site_project / name, root / name)
     (root / "runs").symlink_to(site_project / "runs")  # the same resolved path: the same input digests
     for page in (IN_EXISTING_SECTION, IN_NEW_SECTION):
