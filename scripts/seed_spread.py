@@ -6,7 +6,8 @@ table of each numeric metric's value per seed with its min and max, printed and 
 
     OMP_NUM_THREADS=1 python scripts/seed_spread.py --run default --stages grpo psychology --seeds 0 1 2
 
-Seed 0 is the run itself (read, not rerun). A different seed changes a stage's own random draws
+Seed 0 is the run itself, and a seed whose sibling run already holds the stage's metrics is read, not
+rerun (so seeds can run as separate processes side by side, then one call tabulates them all). A different seed changes a stage's own random draws
 (initialization, data order, sampling): about what another CPU's float results do to a trajectory,
 which is why the pages claim only what holds across the seeds.
 """
@@ -33,19 +34,44 @@ def seeded_run(run: RunDir, stage: str, seed: int) -> RunDir:
     return sibling
 
 
+def flatten(metrics: dict, prefix: str = "") -> dict:
+    """Nested metrics as one level of dotted keys.
+
+    >>> flatten({"search": {"never": {"refused": 1.0}}, "steps": 600})
+    {'search.never.refused': 1.0, 'steps': 600}
+    """
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def is_timing(key: str) -> bool:
+    name = key.rsplit(".", 1)[-1]
+    return name.endswith("_s") or name.endswith("_per_step") or "per_s" in name or "tokens_per" in name
+
+
 def spread(rows: dict[int, dict]) -> dict[str, dict]:
-    """Per numeric metric: the value per seed, min, max (timings left out).
+    """Per numeric metric (nested ones by dotted key): the value per seed, min, median, max; timings left out.
 
     >>> spread({0: {"acc": 0.5, "wall_s": 3}, 1: {"acc": 0.7, "wall_s": 4}})
     {'acc': {'per_seed': {0: 0.5, 1: 0.7}, 'min': 0.5, 'median': 0.6, 'max': 0.7}}
     """
-    keys = [k for k, v in next(iter(rows.values())).items() if isinstance(v, (int, float)) and not k.endswith("_s")
-            and not k.endswith("_per_step")]  # fmt: skip
+    flat = {seed: flatten(metrics) for seed, metrics in rows.items()}
+    first = next(iter(flat.values()))
+    keys = [k for k, v in first.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and not is_timing(k)]
     out = {}
     for key in keys:
-        values = {seed: m[key] for seed, m in rows.items() if key in m}
-        out[key] = {"per_seed": values, "min": min(values.values()), "median": statistics.median(values.values()),
-                    "max": max(values.values())}  # fmt: skip
+        values = {seed: m[key] for seed, m in flat.items() if key in m}
+        out[key] = {
+            "per_seed": values,
+            "min": min(values.values()),
+            "median": statistics.median(values.values()),
+            "max": max(values.values()),
+        }
     return out
 
 
@@ -63,10 +89,11 @@ def main() -> None:
     for stage in args.stages:
         rows = {}
         for seed in args.seeds:
-            if seed == 0:
-                rows[seed] = run.metrics(stage)
+            sibling = seeded_run(run, stage, seed) if seed else run
+            if (sibling.root / stage / "metrics.json").exists():  # seed 0 is the run; a finished seed is reused
+                rows[seed] = sibling.metrics(stage)
             else:
-                rows[seed] = run_stage(stage, seeded_run(run, stage, seed), args.profile, seed=seed)
+                rows[seed] = run_stage(stage, sibling, args.profile, seed=seed)
             print(f"{stage} seed {seed}: done", flush=True)
         report[stage] = spread(rows)
         for key, s in report[stage].items():
