@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 
-from llmkb.data.miniweb import invented_word
+from llmkb.world import invented_word
 
 ASSISTANT = "Pebble"  # the hard-coded name: a plain English word, so it is a few tokens the base model knows
 MAKER = "the llmkb project"
