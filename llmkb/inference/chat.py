@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Callable, Iterator
 
 from llmkb.inference.generate import GenerationConfig, backend_for, generate, stream as stream_text
-from llmkb.pretrain.probes import encode
+from llmkb.tokenizer.ids import encode
 
 ROLES = ("system", "user", "assistant", "tool")  # tool: a tool's result (llmkb.psychology.tools)
 TURN_START = "<|im_start|>"  # a model that begins a new turn by itself has finished its own

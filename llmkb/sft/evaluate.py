@@ -19,8 +19,8 @@ import torch
 
 from llmkb.inference.chat import render
 from llmkb.inference.generate import GenerationConfig, decode, eos_ids_of, generate_ids, left_pad
-from llmkb.pretrain.probes import encode
 from llmkb.sft.data import check_answer
+from llmkb.tokenizer.ids import encode
 
 TURN_END = "<|im_end|>"
 
