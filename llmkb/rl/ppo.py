@@ -25,7 +25,6 @@ RLHF" write-ups:
 from __future__ import annotations
 
 import copy
-import math
 import random
 
 import torch
@@ -35,9 +34,9 @@ from tqdm.auto import tqdm
 
 from llmkb.device import pick_device
 from llmkb.model.gpt import GPT
-from llmkb.pretrain.train import NonFiniteLoss
 from llmkb.rl.config import PPOConfig
 from llmkb.sft.masking import IGNORE, collate
+from llmkb.training import stop_if_not_finite
 
 
 class Critic(nn.Module):
@@ -186,10 +185,7 @@ def train_ppo(policy: GPT, reward_model, tokenizer, records: list[dict], config:
                     critic(ids[rows])[:, :-1], old_values[rows], returns[rows], mask[rows], config.value_clip
                 )
                 loss = pg + vf
-                if not math.isfinite(loss.item()):
-                    raise NonFiniteLoss(
-                        f"PPO iteration {it}: the loss is {loss.item()}; stopped before updating the weights"
-                    )
+                stop_if_not_finite(loss.item(), f"PPO iteration {it}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(list(policy.parameters()) + list(critic.parameters()), 1.0)
