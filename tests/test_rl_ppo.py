@@ -74,7 +74,8 @@ def test_clipped_losses():
 
 
 def test_rollout_labels_are_the_sampled_tokens(tokenizer, records):
-    from llmkb.sft.evaluate import prompt_of, replies_with_ids
+    from llmkb.inference.chat import replies_with_ids
+    from llmkb.sft.evaluate import prompt_of
 
     policy = tiny_gpt(tokenizer)
     prompts = [prompt_of(r) for r in records[:4]]

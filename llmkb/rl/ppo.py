@@ -33,8 +33,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from llmkb.device import pick_device
+from llmkb.inference.chat import replies_with_ids
 from llmkb.model.gpt import GPT
 from llmkb.rl.config import PPOConfig
+from llmkb.sft.evaluate import prompt_of
 from llmkb.sft.masking import IGNORE, collate
 from llmkb.training import stop_if_not_finite
 
@@ -123,8 +125,6 @@ def rollout(
     The ids are the very tokens the policy sampled (with its end token, if it stopped): PPO's
     ratios must be probabilities of what was actually drawn, not of a re-tokenized text.
     """
-    from llmkb.sft.evaluate import replies_with_ids
-
     replies = replies_with_ids(
         policy, tokenizer, prompts, config.max_new_tokens, temperature=config.temperature, seed=seed
     )
@@ -136,8 +136,6 @@ def rollout(
 def train_ppo(policy: GPT, reward_model, tokenizer, records: list[dict], config: PPOConfig,
               true_score=None) -> tuple[GPT, list[dict]]:  # fmt: skip
     """PPO on ``records``' questions; ``true_score(record, text, ended)`` is logged beside the reward model's score."""
-    from llmkb.sft.evaluate import prompt_of
-
     if not records:
         raise ValueError("no questions to run PPO on")
     device = pick_device(config.device)
