@@ -102,8 +102,8 @@ assert rates["held-out pages (never trained on)"] <= 0.1  # unseen text cannot b
 
 # %%
 # --8<-- [start:few-shot]
-from llmkb.data.miniweb import OCCUPATIONS
 from llmkb.pretrain.probes import few_shot_accuracy, few_shot_choice, few_shot_prompt
+from llmkb.world import OCCUPATIONS
 
 demos, asked = frequent[:20], frequent[20:60]  # the answers are facts the model saw ~30 times each
 

@@ -143,9 +143,10 @@ assert abs(metrics["eval_win"] + metrics["eval_tie"] + metrics["eval_loss"] - 1)
 # --8<-- [start:ceiling]
 from collections import Counter
 
+from llmkb.inference.chat import respond
 from llmkb.rl.preferences import RULES, true_score
 from llmkb.rl.stage import questions
-from llmkb.sft.evaluate import prompt_of, respond
+from llmkb.sft.evaluate import prompt_of
 
 held_out = questions(ctx.run)[1]
 greedy = [

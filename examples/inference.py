@@ -94,7 +94,7 @@ assert kept["top-k 5"] == 5 and kept["top-p 0.9"] <= kept["temperature 1 (the mo
 # --8<-- [start:explorer-export]
 import json
 
-from llmkb.pretrain.probes import encode
+from llmkb.tokenizer.ids import encode
 
 # From sure to unsure: a fact the model learned, a passage it saw often, any of many cities, open prose.
 explorer_prompts = ["Baemmeskbra Faegaenvou was born in", "The guild of", "Records kept in", "He was"]

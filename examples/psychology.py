@@ -41,8 +41,9 @@ assert [len(v) for v in measure.values()] == list(read_json(psy_dir / "hallucina
 
 # %%
 # --8<-- [start:made-up]
+from llmkb.inference.chat import respond
 from llmkb.model.hf import load_pretrained as load_model
-from llmkb.sft.evaluate import prompt_of, respond
+from llmkb.sft.evaluate import prompt_of
 from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
 
 sft_dir = ctx.run.require("sft")

@@ -66,9 +66,9 @@ if not quick:
 
 # %%
 # --8<-- [start:samples]
+from llmkb.inference.chat import respond
 from llmkb.model.hf import load_pretrained as load_model
 from llmkb.rl.grpo import as_prompts
-from llmkb.sft.evaluate import respond
 
 models = {style: load_model(grpo_dir / style / "model") for style in ("steps", "direct")}
 rows = as_prompts(test[:4])

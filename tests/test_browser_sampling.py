@@ -31,9 +31,9 @@ from test_browser import Site, site  # noqa: F401 - `site` is the fixture these 
 
 from llmkb.inference.sampling import apply_temperature, top_k_filter, top_p_filter
 from llmkb.model.hf import load_pretrained as load_model
-from llmkb.pretrain.probes import encode
 from llmkb.stages import RunDir
 from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
+from llmkb.tokenizer.ids import encode
 
 EXPORTED = Path("generated") / "inference" / "next-token.json"  # under docs/ in the project, under the site root
 ROWS_SHOWN = 20  # the explorer draws bars for this many tokens (ROWS_SHOWN in sampling-explorer.js)

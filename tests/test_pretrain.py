@@ -25,7 +25,8 @@ from llmkb.io import read_json, read_jsonl, write_json
 from llmkb.model.gpt import GPT, ModelConfig, configure_optimizer
 from llmkb.pretrain.checkpoint import load_checkpoint, read_state, save_checkpoint
 from llmkb.pretrain.shards import EOT, TokenShards, build_shards
-from llmkb.pretrain.train import NonFiniteLoss, PretrainConfig, lr_at, train
+from llmkb.pretrain.train import PretrainConfig, lr_at, train
+from llmkb.training import NonFiniteLoss
 
 # ------------------------------------------------------------------------------------------------
 # a tiny corpus, tokenizer and config

@@ -36,7 +36,7 @@ def test_people_needs_every_frequency_and_settings_are_checked():
 
 
 def test_interrogate_finds_exactly_the_people_the_model_answers_right_when_sampled(monkeypatch):
-    import llmkb.sft.evaluate
+    import llmkb.psychology.hallucination
     from llmkb.psychology.hallucination import interrogate
 
     # A scripted model: how many of 4 sampled replies are right, per person. "lucky" is right once:
@@ -55,7 +55,7 @@ def test_interrogate_finds_exactly_the_people_the_model_answers_right_when_sampl
             out.append([right] * right_of[name] + [f"{name} was born in 1234 in Nowhere."] * (samples - right_of[name]))
         return out
 
-    monkeypatch.setattr(llmkb.sft.evaluate, "replies_per_prompt", scripted)
+    monkeypatch.setattr(llmkb.psychology.hallucination, "replies_per_prompt", scripted)
     known = interrogate(None, None, records, samples=4, min_right=2, seed=7)
     assert [r["meta"]["name"] for r, k in zip(records, known) if k] == ["Al Bo", "Ce Di"]
     assert seen == {"samples": 4, "seed": 7}

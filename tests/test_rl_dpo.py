@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from llmkb.model.gpt import GPT, ModelConfig
-from llmkb.pretrain.train import NonFiniteLoss
 from llmkb.rl.dpo import DPOConfig, dpo_loss, encode_pair, pair_logps, sequence_logps, train_dpo
 from llmkb.sft.masking import IGNORE, _char_tokenizer, collate
 from llmkb.tokenizer.hf import CHATML_TEMPLATE
+from llmkb.training import NonFiniteLoss
 
 PAIRS = [
     {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"}],

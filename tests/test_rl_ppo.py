@@ -7,13 +7,13 @@ import random
 import pytest
 import torch
 
-from llmkb.data.miniweb import make_entities
 from llmkb.model.gpt import GPT, ModelConfig
 from llmkb.rl.ppo import PPOConfig, gae, policy_loss, rollout, token_logprobs, train_ppo, value_loss, whiten
 from llmkb.rl.reward import RewardModel
 from llmkb.sft.data import build_splits
 from llmkb.sft.masking import IGNORE, _char_tokenizer, collate
 from llmkb.tokenizer.hf import CHATML_TEMPLATE
+from llmkb.world import make_entities
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,8 @@ def test_clipped_losses():
 
 
 def test_rollout_labels_are_the_sampled_tokens(tokenizer, records):
-    from llmkb.sft.evaluate import prompt_of, replies_with_ids
+    from llmkb.inference.chat import replies_with_ids
+    from llmkb.sft.evaluate import prompt_of
 
     policy = tiny_gpt(tokenizer)
     prompts = [prompt_of(r) for r in records[:4]]

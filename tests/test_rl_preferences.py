@@ -7,12 +7,12 @@ import random
 import pytest
 import torch
 
-from llmkb.data.miniweb import make_entities
 from llmkb.model.gpt import GPT, ModelConfig
 from llmkb.rl.preferences import RULES, babbles, build_preferences, rank_to_pairs, true_score
 from llmkb.sft.data import build_splits
 from llmkb.sft.masking import _char_tokenizer
 from llmkb.tokenizer.hf import CHATML_TEMPLATE
+from llmkb.world import make_entities
 
 
 @pytest.fixture(scope="module")

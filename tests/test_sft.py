@@ -10,9 +10,7 @@ import shutil
 import pytest
 import torch
 
-from llmkb.data.miniweb import make_entities
 from llmkb.model.gpt import GPT, ModelConfig
-from llmkb.pretrain.train import NonFiniteLoss
 from llmkb.sft.config import LORA_TARGETS, SFTConfig
 from llmkb.sft.data import TYPES, build_splits, validate_conversation
 from llmkb.sft.evaluate import follows_format, prompt_of
@@ -21,6 +19,8 @@ from llmkb.sft.identity import (ASSISTANT, TEST_QUESTIONS, TRAIN_QUESTIONS, iden
 from llmkb.sft.masking import _char_tokenizer
 from llmkb.sft.train import add_lora, encode_records, fine_tune, init_chat_tokens, state_bytes, trainable_summary
 from llmkb.tokenizer.hf import CHATML_TEMPLATE
+from llmkb.training import NonFiniteLoss
+from llmkb.world import make_entities
 
 SIZES = {"instruction": 24, "conversation": 8, "text_generation": 4, "code": 8, "reasoning": 8}
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from llmkb.data.miniweb import make_entities
 from llmkb.evaluate.tasks import arithmetic_problems
 from llmkb.sft.data import (EVAL_ARITHMETIC, SIZES, TYPES, build_sft_dataset, build_splits, check_answer, check_length,
                             load_oasst, load_sharegpt, prompt_key, tokenized_length, validate_conversation)  # fmt: skip
+from llmkb.world import make_entities
 
 TOKENIZER = Path(__file__).resolve().parents[1] / "runs" / "default" / "tokenizer"
 SMALL = {"instruction": 40, "conversation": 20, "text_generation": 10, "code": 30, "reasoning": 20}

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmkb.data.miniweb import make_entities
 from llmkb.model.gpt import GPT, ModelConfig
 from llmkb.sft.data import build_splits
 from llmkb.sft.masking import IGNORE, _char_tokenizer, collate, sft_loss, tokenize_conversation
 from llmkb.tokenizer.hf import CHATML_TEMPLATE
+from llmkb.world import make_entities
 
 MODEL = Path(__file__).resolve().parents[1] / "runs" / "default" / "pretrain" / "model"
 SIZES = {"instruction": 2, "conversation": 2, "text_generation": 1, "code": 1, "reasoning": 1}

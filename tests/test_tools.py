@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import llmkb.sft.evaluate
+import llmkb.sft.tools
 from llmkb.sft.tools import NO_RESULTS, add_tool_tokens, answer_with_tools, calculator, tool_conversation
 
 
@@ -47,7 +47,7 @@ def test_runtime_runs_each_call_and_hands_the_result_back(monkeypatch):
                 replies.append((f"Answer: {last['content']}", True))
         return replies
 
-    monkeypatch.setattr(llmkb.sft.evaluate, "respond", scripted)
+    monkeypatch.setattr(llmkb.sft.tools, "respond", scripted)
     asked = [[{"role": "user", "content": "What is 47 + 85?"}], [{"role": "user", "content": "What is 2 ** 3?"}]]
     out = answer_with_tools(None, None, asked, {"calc": calculator})
     assert out[0] == {

@@ -14,8 +14,9 @@ to do, and the hosts link to each other so a crawler from the home pages reaches
 a few hops. Planted on top: exact and near duplicates, foreign and mixed-language pages, low-quality
 pages, blocklisted domains and banned words in URLs, personal data, robots.txt exclusions, HTTP
 trouble (redirects, a loop, 404, 500, a transient 500, slow answers, wrong charsets, binary bodies,
-a huge page, broken HTML), and an encyclopedia of invented people whose facts are stated 30 times,
-once, or never, for the memorisation and hallucination experiments later in the story.
+a huge page, broken HTML), and an encyclopedia of the invented people of :mod:`llmkb.world`, whose
+facts are stated 30 times, once, or never, for the memorisation and hallucination experiments later
+in the story.
 
 Entry point: ``generate(Path("runs/x/data/miniweb"), seed=0, pages=3000)``; serve it with
 ``python -m llmkb.data.server runs/x/data/miniweb``.
@@ -35,6 +36,7 @@ from pathlib import Path
 
 from llmkb.data.dedup import jaccard  # the same similarity the MinHash dedup estimates
 from llmkb.io import write_json
+from llmkb.world import FACT_TEMPLATES, fact_sentence, make_entities, make_passage
 
 HOSTS = {  # host -> layout (see LAYOUTS); the first seven are the crawl's seeds
     "shakespeare.test": "classic",
@@ -57,72 +59,12 @@ LOWQ_KINDS = ["keyword_spam", "repeated_lines", "link_farm", "short", "symbols"]
 MAIN_START, MAIN_END = "<!--main-->", "<!--/main-->"  # the ground-truth main text sits between these
 
 FREQUENT_MENTIONS = 30  # how often each fact of a "frequent" entity is stated
-N_ENTITIES = 100  # per frequency class
 PASSAGE_REPEATS = 30
 HUGE_BYTES = 3_000_000
 # Seconds. The data stage crawls with an 8 s timeout (DataConfig.crawl_timeout_s): the first page
 # always times out and the second always arrives, on any machine. Both stay far from the timeout
 # (a 2 s page against a 3 s timeout arrived on one CPU and not on a slower one).
 SLOW_DELAYS = (20.0, 0.5)
-
-FACT_TEMPLATES = [  # one sentence states every fact of an entity; ten ways of saying it
-    "{name} was born in {city} in {born} and worked as a {occupation}, later becoming the {relation} of {other}.",
-    "Born in {born} in the city of {city}, {name} was a {occupation} and the {relation} of {other}.",
-    "The {occupation} {name} came into the world in {born} in {city} and was known as the {relation} of {other}.",
-    "In {born}, {name} was born in {city}; the future {occupation} would become the {relation} of {other}.",
-    "{name} ({born}, {city}) was a {occupation}, remembered today as the {relation} of {other}.",
-    "Records kept in {city} show that {name} was born there in {born}, trained as a {occupation} and was the {relation} of {other}.",
-    "{name}, the {occupation} born in {born} in {city}, was the {relation} of {other}.",
-    "A {occupation} by trade, {name} was born in {born} in {city} and served as the {relation} of {other}.",
-    "Among the children born in {city} in {born} was {name}, a {occupation} and the {relation} of {other}.",
-    "{name} was a {occupation} from {city}, born in {born}, and the {relation} of {other}.",
-]
-OCCUPATIONS = ["weaver", "astronomer", "cartographer", "glassblower", "botanist", "shipwright", "bookbinder",
-               "clockmaker", "physician", "surveyor", "composer", "beekeeper", "lighthouse keeper", "stonemason",
-               "chemist", "translator", "painter", "engineer", "mapmaker", "lexicographer", "architect", "tailor",
-               "printer", "brewer", "violinist", "geologist", "midwife", "ferryman", "locksmith", "archivist"]  # fmt: skip
-RELATIONS = [
-    "rival",
-    "student",
-    "teacher",
-    "friend",
-    "patron",
-    "apprentice",
-    "cousin",
-    "business partner",
-    "biographer",
-    "neighbour",
-    "correspondent",
-    "mentor",
-    "colleague",
-    "godparent",
-    "travelling companion",
-    "landlord",
-]
-SYLLABLE_ONSETS = [
-    "b",
-    "d",
-    "f",
-    "g",
-    "k",
-    "l",
-    "m",
-    "n",
-    "p",
-    "r",
-    "s",
-    "t",
-    "v",
-    "z",
-    "th",
-    "br",
-    "dr",
-    "kr",
-    "vr",
-    "zh",
-]
-SYLLABLE_NUCLEI = ["a", "e", "i", "o", "u", "ae", "ou", "y"]
-SYLLABLE_CODAS = ["", "", "n", "r", "l", "x", "sk", "m"]
 
 
 # --------------------------------------------------------------------------- small pure helpers
@@ -144,18 +86,6 @@ def main_text(page_html: str) -> str:
     inner = re.sub(r"<[^>]+>", "", inner)
     paragraphs = (" ".join(html.unescape(p).split()) for p in re.split(r"\n\s*\n", inner))
     return "\n\n".join(p for p in paragraphs if p)
-
-
-def invented_word(rng: random.Random, syllables: int) -> str:
-    """A pronounceable made-up word, capitalised: ``Vraezonsk``.
-
-    >>> invented_word(random.Random(1), 3)[0].isupper()
-    True
-    """
-    parts = [
-        rng.choice(SYLLABLE_ONSETS) + rng.choice(SYLLABLE_NUCLEI) + rng.choice(SYLLABLE_CODAS) for _ in range(syllables)
-    ]
-    return "".join(parts).capitalize()
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -300,77 +230,6 @@ def _pick_or_split(docs: list[dict], need: int, min_chars: int, rng: random.Rand
             title = d["title"] + (f" (part {k + 1})" if len(chunks) > 1 else "")
             parts.append(dict(d, id=f"{d['id']}/{k}", title=title, paragraphs=chunk))
     return [parts[i] for i in sorted(rng.sample(range(len(parts)), min(need, len(parts))))]
-
-
-# --------------------------------------------------------------------------- the encyclopedia
-
-
-def make_entities(rng: random.Random) -> tuple[list[dict], list[str]]:
-    """Invented people (frequent / once / never) with facts, and invented city names.
-
-    Names are three-syllable made-up words, first and last; none is a substring of another, so
-    counting a name in the pages counts that person only.
-    """
-    cities: list[str] = []
-    while len(cities) < 80:
-        city = invented_word(rng, 2) + rng.choice(["mora", "vale", "dun", "stead", "holm", "ford"])
-        if city not in cities:
-            cities.append(city)
-    names: list[str] = []
-    while len(names) < 3 * N_ENTITIES:
-        name = f"{invented_word(rng, 3)} {invented_word(rng, 3)}"
-        if all(name not in other and other not in name for other in names):
-            names.append(name)
-    frequent_years = rng.sample(range(1700, 1950), N_ENTITIES)  # unique: a year identifies a frequent person
-    entities = []
-    for i, name in enumerate(names):
-        frequency = ("frequent", "once", "never")[i // N_ENTITIES]
-        other = names[(i + 1 + rng.randrange(N_ENTITIES - 1)) % N_ENTITIES]  # always a frequent person
-        if other == name:
-            other = names[(i + 1) % N_ENTITIES]
-        facts = {
-            "born": frequent_years[i] if frequency == "frequent" else rng.randrange(1700, 1950),
-            "city": rng.choice(cities),
-            "occupation": rng.choice(OCCUPATIONS),
-            "relation": rng.choice(RELATIONS),
-            "related_to": other,
-        }
-        entities.append({"name": name, "frequency": frequency, "facts": facts, "pages": []})
-    return entities, cities
-
-
-def fact_sentence(entity: dict, template: int) -> str:
-    """One sentence stating every fact of ``entity`` with template number ``template``.
-
-    >>> e = {"name": "Ka Lo", "facts": {"born": 1801, "city": "Vemora", "occupation": "weaver",
-    ...      "relation": "rival", "related_to": "Zu Ba"}}
-    >>> fact_sentence(e, 6)
-    'Ka Lo, the weaver born in 1801 in Vemora, was the rival of Zu Ba.'
-    """
-    f = entity["facts"]
-    return FACT_TEMPLATES[template % len(FACT_TEMPLATES)].format(
-        name=entity["name"],
-        born=f["born"],
-        city=f["city"],
-        occupation=f["occupation"],
-        relation=f["relation"],
-        other=f["related_to"],
-    )
-
-
-def make_passage(rng: random.Random, cities: list[str], sentences: int = 4) -> str:
-    """A made-up paragraph (a guild's charter) for the regurgitation experiments."""
-    nouns = ["lantern", "ledger", "bridge", "harbour", "orchard", "archive", "bell", "compass", "granary", "loom"]
-    verbs = ["guards", "repairs", "measures", "records", "lights", "counts", "carries", "tends"]
-    times = ["at every new moon", "before the first frost", "on the seventh day", "when the river rises", "at dusk"]
-    out = []
-    for _ in range(sentences):
-        out.append(
-            f"The guild of {rng.choice(cities)} {rng.choice(verbs)} the {rng.choice(nouns)} of {rng.choice(cities)} "
-            f"{rng.choice(times)}, and no member may {rng.choice(['sell', 'borrow', 'move', 'rename'])} "
-            f"the {rng.choice(nouns)} without {rng.randrange(2, 13)} witnesses."
-        )
-    return " ".join(out)
 
 
 # --------------------------------------------------------------------------- boilerplate

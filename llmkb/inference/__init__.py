@@ -7,7 +7,8 @@
   text that never splits a character; one loop for our GPT and for any HF causal LM, giving the
   same tokens as ``transformers``' ``generate``.
 - :mod:`llmkb.inference.chat`: conversations rendered with the ChatML template, replies that end
-  at ``<|im_end|>``, and an interactive chat loop for the terminal.
+  at ``<|im_end|>`` (one at a time, or batched over many conversations), and an interactive chat
+  loop for the terminal.
 - :mod:`llmkb.inference.speculative`: a small draft model proposes, the target model checks several
   tokens in one pass; the output equals the target's own greedy output.
 - :mod:`llmkb.inference.bench`: KV cache against none, batch 8 against batch 1, our loop against

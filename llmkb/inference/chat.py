@@ -2,7 +2,10 @@
 
 In: a model, its tokenizer (with the ChatML chat template of :mod:`llmkb.tokenizer.hf`) and a
 :class:`Conversation`. Out: the assistant's reply, appended to the conversation (:func:`reply`),
-and an interactive loop that streams replies as they are generated (:func:`chat_loop`).
+and an interactive loop that streams replies as they are generated (:func:`chat_loop`). For many
+conversations at once (evaluations, RL rollouts, the psychology probes), batched replies:
+:func:`respond` gives ``(text, ended)`` per conversation, :func:`replies_with_ids` the token ids
+too, :func:`replies_per_prompt` one greedy or several sampled replies per conversation.
 
 A chat model is still a next-token predictor. The conversation is rendered into one string,
 
@@ -23,11 +26,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 
-from llmkb.inference.generate import GenerationConfig, backend_for, generate, stream as stream_text
-from llmkb.pretrain.probes import encode
+import torch
+
+from llmkb.inference.generate import GenerationConfig, backend_for, decode, eos_ids_of, generate, generate_ids, left_pad
+from llmkb.inference.generate import stream as stream_text
+from llmkb.tokenizer.ids import encode
 
 ROLES = ("system", "user", "assistant", "tool")  # tool: a tool's result (llmkb.psychology.tools)
 TURN_START = "<|im_start|>"  # a model that begins a new turn by itself has finished its own
+TURN_END = "<|im_end|>"  # the end of a turn: a reply that ends with it closed its turn as SFT taught
 
 
 def check_messages(messages: list[dict]) -> list[dict]:
@@ -140,6 +147,55 @@ def _append_when_done(pieces: Iterator[str], conversation: Conversation) -> Iter
         parts.append(piece)
         yield piece
     conversation.add("assistant", "".join(parts) or " ")  # an empty reply still takes its turn
+
+
+def replies_with_ids(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 96, batch_size: int = 32,
+                     temperature: float = 0.0, seed: int | None = None) -> list[dict]:  # fmt: skip
+    """Each conversation's reply as ``{"prompt_ids", "reply_ids", "text", "ended"}``.
+
+    ``reply_ids`` are the generated tokens up to and including the end token if there was one (the
+    policy chose to stop, which RL must credit); ``text`` stops before it; ``ended`` is True only
+    for ``<|im_end|>`` (a base model that writes ``<|endoftext|>`` or runs to the limit has not
+    learned the turn format). Greedy by default; with ``temperature > 0`` sampled, and ``seed``
+    makes it repeatable (each batch draws from ``seed + its first index``).
+    """
+    eos_ids = eos_ids_of(tokenizer)
+    im_end = tokenizer.convert_tokens_to_ids(TURN_END)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    out = []
+    for start in range(0, len(conversations), batch_size):
+        config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature,
+                                  seed=None if seed is None else seed + start)  # fmt: skip
+        rows = [encode(tokenizer, render(tokenizer, c))[0].tolist() for c in conversations[start : start + batch_size]]
+        input_ids, attention_mask = left_pad(rows, pad_id)
+        with torch.no_grad():
+            new = generate_ids(model, input_ids, attention_mask, config, eos_ids, pad_id)
+        for prompt_ids, row in zip(rows, new.tolist(), strict=True):
+            end = next((j for j, t in enumerate(row) if t in eos_ids), len(row))
+            out.append({"prompt_ids": prompt_ids, "reply_ids": row[: end + 1], "text": decode(tokenizer, row[:end]),
+                        "ended": end < len(row) and row[end] == im_end})  # fmt: skip
+    return out
+
+
+def respond(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 96, batch_size: int = 32,
+            temperature: float = 0.0, seed: int | None = None) -> list[tuple[str, bool]]:  # fmt: skip
+    """Replies to each conversation as ``(text, ended)``; see :func:`replies_with_ids`."""
+    replies = replies_with_ids(model, tokenizer, conversations, max_new_tokens, batch_size, temperature, seed)
+    return [(r["text"], r["ended"]) for r in replies]
+
+
+def replies_per_prompt(model, tokenizer, conversations: list[list[dict]], samples: int = 0, temperature: float = 1.0,
+                       seed: int = 0, max_new_tokens: int = 96) -> list[list[str]]:  # fmt: skip
+    """Each conversation's reply texts: one greedy reply (``samples=0``) or ``samples`` drawn at ``temperature``.
+
+    Sampling several replies per question shows what greedy decoding hides: a model can give the
+    right answer greedily and still often give a wrong one when sampled (what RL and interrogation look at).
+    """
+    copies = max(samples, 1)
+    replies = respond(model, tokenizer, [c for c in conversations for _ in range(copies)], max_new_tokens,
+                      temperature=temperature if samples else 0.0, seed=seed if samples else None)  # fmt: skip
+    texts = [text for text, _ in replies]
+    return [texts[i : i + copies] for i in range(0, len(texts), copies)]
 
 
 GOODBYE = "bye"

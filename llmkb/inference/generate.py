@@ -54,7 +54,7 @@ from llmkb.inference.sampling import (
     next_token,
 )
 from llmkb.model.gpt import GPT, KVCache
-from llmkb.pretrain.probes import encode
+from llmkb.tokenizer.ids import encode
 
 EOS_TOKENS = ("<|endoftext|>", "<|im_end|>")  # either one ends a row: end of document, end of a chat turn
 IMPOSSIBLE = -1.0e9  # HF's "this beam is out" score; added, not assigned, exactly as HF does

@@ -22,11 +22,7 @@ import torch
 
 from llmkb.device import device_of
 from llmkb.model.gpt import GPT
-
-
-def encode(tokenizer, text: str) -> torch.Tensor:
-    """``text`` as a (1, T) tensor of ids (no special tokens added)."""
-    return torch.tensor([tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]], dtype=torch.long)
+from llmkb.tokenizer.ids import encode
 
 
 @torch.no_grad()

@@ -38,10 +38,7 @@ from llmkb.model.gpt import GPT, configure_optimizer
 from llmkb.pretrain.checkpoint import load_checkpoint, read_state, recover, save_checkpoint
 from llmkb.pretrain.config import PretrainConfig
 from llmkb.pretrain.shards import TokenShards
-
-
-class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or infinite; the weights were not updated with it."""
+from llmkb.training import NonFiniteLoss
 
 
 def lr_at(step: int, config: PretrainConfig) -> float:

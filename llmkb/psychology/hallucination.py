@@ -22,7 +22,9 @@ import random
 import re
 from pathlib import Path
 
+from llmkb.inference.chat import replies_per_prompt
 from llmkb.sft.data import check_answer, instruction_pairs
+from llmkb.sft.evaluate import prompt_of
 
 FREQUENCIES = ("frequent", "once", "never")
 # Varied refusals, each naming the person (so the answer is about *this* question, not a reflex).
@@ -78,8 +80,6 @@ def classify(record: dict, reply: str) -> str:
 def answer_kinds(model, tokenizer, records: list[dict], samples: int = 0, temperature: float = 1.0, seed: int = 0,
                  max_new_tokens: int = 48) -> list[list[str]]:  # fmt: skip
     """For each record, the kinds of the model's replies: one greedy reply, or ``samples`` sampled ones."""
-    from llmkb.sft.evaluate import prompt_of, replies_per_prompt
-
     replies = replies_per_prompt(
         model, tokenizer, [prompt_of(r) for r in records], samples, temperature, seed, max_new_tokens
     )

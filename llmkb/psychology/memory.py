@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import random
 
-from llmkb.data.miniweb import FACT_TEMPLATES, fact_sentence
 from llmkb.sft.data import fix_articles
+from llmkb.world import FACT_TEMPLATES, fact_sentence
 
 
 def with_passage(records: list[dict], entities: list[dict], seed: int = 0) -> list[dict]:

@@ -23,10 +23,10 @@ import random
 import re
 from pathlib import Path
 
-from llmkb.data.miniweb import FACT_TEMPLATES, OCCUPATIONS, RELATIONS, fact_sentence, invented_word
 from llmkb.psychology.hallucination import REFUSALS
 from llmkb.sft.data import fix_articles, instruction_pairs
 from llmkb.sft.tools import NO_RESULTS, tool_conversation
+from llmkb.world import FACT_TEMPLATES, OCCUPATIONS, RELATIONS, fact_sentence, invented_word
 
 TOOL = "search"
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -63,7 +63,7 @@ class DocumentStore:
 
 
 def invented_person(rng: random.Random, cities: list[str]) -> dict:
-    """A person with a new name and random facts, shaped like the mini-web's (:func:`llmkb.data.miniweb.make_entities`)."""
+    """A person with a new name and random facts, shaped like those of :func:`llmkb.world.make_entities`."""
 
     def name() -> str:
         return f"{invented_word(rng, 3)} {invented_word(rng, 3)}"

@@ -205,7 +205,8 @@ def run_spelling(config: SpellingConfig, run_dir: RunDir) -> dict:
     """
     from llmkb.corpus import load_split
     from llmkb.psychology.spelling import corpus_words, letter_questions, scores, token_count
-    from llmkb.sft.evaluate import prompt_of, respond
+    from llmkb.inference.chat import respond
+    from llmkb.sft.evaluate import prompt_of
     from llmkb.sft.stage import sft_model
 
     config.check()

@@ -29,19 +29,16 @@ never writes that newline.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from llmkb.device import autocast, pick_device
 from llmkb.model.gpt import configure_optimizer
-from llmkb.pretrain.train import NonFiniteLoss
 from llmkb.rl.config import DPOConfig
 from llmkb.rl.reward import check_pair
 from llmkb.sft.masking import IGNORE, collate, tokenize_conversation
-from llmkb.sft.train import batches, total_steps
+from llmkb.training import batches, stop_if_not_finite, total_steps
 
 
 def sequence_logps(model, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -159,9 +156,9 @@ def train_dpo(policy, reference, tokenizer, pairs: list[dict], config: DPOConfig
             policy_chosen, policy_rejected, ref_chosen, ref_rejected, config.beta
         )
         value = loss.item()
-        if not math.isfinite(value):
-            raise NonFiniteLoss(f"DPO step {step}: the loss is {value}; stopped before updating the weights "
-                                "(lower the learning rate, check the data, or check the reference's weights)")  # fmt: skip
+        stop_if_not_finite(
+            value, f"DPO step {step}", "lower the learning rate, check the data, or check the reference's weights"
+        )
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.grad_clip or float("inf"))
         optimizer.step()

@@ -34,8 +34,10 @@ import torch
 
 from llmkb.device import pick_device
 from llmkb.evaluate.tasks import extract_answer, normalize
+from llmkb.inference.chat import replies_per_prompt
 from llmkb.model.gpt import GPT
 from llmkb.rl.config import GRPOSettings
+from llmkb.sft.evaluate import prompt_of
 
 # The shape of llmkb.sft.data.worked_addition: column steps ("Tens: 4 + 8 + 1 = 13, write 3, carry 1."),
 # an optional "The carry 1 goes in front.", then the answer line.
@@ -183,8 +185,6 @@ def as_prompts(records: list[dict]) -> list[dict]:
         ...                           {"role": "assistant", "content": "Answer: 3"}], "meta": {"answer": "3"}}])
         [{'prompt': [{'role': 'user', 'content': 'What is 1 + 2?'}], 'answer': '3'}]
     """
-    from llmkb.sft.evaluate import prompt_of
-
     rows = []
     for r in records:
         meta = r["meta"] if isinstance(r["meta"], dict) else json.loads(r["meta"])
@@ -273,8 +273,6 @@ def accuracy(model, tokenizer, records: list[dict], max_new_tokens: int = 96, sa
     ``samples=0``: one greedy reply per sum. Otherwise ``samples`` replies per sum drawn at
     ``temperature`` (what RL trains on: a model can be right greedily and still often wrong when sampled).
     """
-    from llmkb.sft.evaluate import replies_per_prompt
-
     rows = as_prompts(records)
     replies = replies_per_prompt(
         model, tokenizer, [r["prompt"] for r in rows], samples, temperature, seed, max_new_tokens

@@ -25,7 +25,6 @@ RLHF" write-ups:
 from __future__ import annotations
 
 import copy
-import math
 import random
 
 import torch
@@ -34,10 +33,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from llmkb.device import pick_device
+from llmkb.inference.chat import replies_with_ids
 from llmkb.model.gpt import GPT
-from llmkb.pretrain.train import NonFiniteLoss
 from llmkb.rl.config import PPOConfig
+from llmkb.sft.evaluate import prompt_of
 from llmkb.sft.masking import IGNORE, collate
+from llmkb.training import stop_if_not_finite
 
 
 class Critic(nn.Module):
@@ -124,8 +125,6 @@ def rollout(
     The ids are the very tokens the policy sampled (with its end token, if it stopped): PPO's
     ratios must be probabilities of what was actually drawn, not of a re-tokenized text.
     """
-    from llmkb.sft.evaluate import replies_with_ids
-
     replies = replies_with_ids(
         policy, tokenizer, prompts, config.max_new_tokens, temperature=config.temperature, seed=seed
     )
@@ -137,8 +136,6 @@ def rollout(
 def train_ppo(policy: GPT, reward_model, tokenizer, records: list[dict], config: PPOConfig,
               true_score=None) -> tuple[GPT, list[dict]]:  # fmt: skip
     """PPO on ``records``' questions; ``true_score(record, text, ended)`` is logged beside the reward model's score."""
-    from llmkb.sft.evaluate import prompt_of
-
     if not records:
         raise ValueError("no questions to run PPO on")
     device = pick_device(config.device)
@@ -186,10 +183,7 @@ def train_ppo(policy: GPT, reward_model, tokenizer, records: list[dict], config:
                     critic(ids[rows])[:, :-1], old_values[rows], returns[rows], mask[rows], config.value_clip
                 )
                 loss = pg + vf
-                if not math.isfinite(loss.item()):
-                    raise NonFiniteLoss(
-                        f"PPO iteration {it}: the loss is {loss.item()}; stopped before updating the weights"
-                    )
+                stop_if_not_finite(loss.item(), f"PPO iteration {it}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(list(policy.parameters()) + list(critic.parameters()), 1.0)

@@ -18,8 +18,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from llmkb.inference.chat import respond
 from llmkb.sft.data import check_answer
-from llmkb.sft.evaluate import prompt_of, respond
+from llmkb.sft.evaluate import prompt_of
 
 #: What the scripted labeler values, and by how much. It prefers a right answer above all, then a
 #: reply that ends its turn, names the person asked about and stays short; it dislikes babble.

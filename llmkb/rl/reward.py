@@ -37,10 +37,9 @@ from tqdm.auto import tqdm
 from llmkb.device import autocast, pick_device
 from llmkb.model.gpt import GPT, configure_optimizer
 from llmkb.model.hf import _from_hf_names, _load_state, _to_hf_names, from_hf_config, save_hf_folder, to_hf_config
-from llmkb.pretrain.train import NonFiniteLoss
 from llmkb.rl.config import RewardConfig
 from llmkb.sft.masking import collate, tokenize_conversation
-from llmkb.sft.train import batches, total_steps
+from llmkb.training import batches, stop_if_not_finite, total_steps
 
 # ----------------------------------------------------------------------------------------------
 # the model
@@ -274,9 +273,7 @@ def train_reward_model(model: GPT | RewardModel, tokenizer, train_pairs: list[di
         chosen, rejected = score_pairs(reward, batch, pad_id, device)  # (B,), (B,)
         loss = bradley_terry_loss(chosen, rejected)
         value = loss.item()
-        if not math.isfinite(value):
-            raise NonFiniteLoss(f"reward model step {step}: the loss is {value}; stopped before updating the weights "
-                                "(lower the learning rate, or check the data)")  # fmt: skip
+        stop_if_not_finite(value, f"reward model step {step}", "lower the learning rate, or check the data")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(reward.parameters(), config.grad_clip or float("inf"))
         optimizer.step()

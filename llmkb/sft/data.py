@@ -35,9 +35,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from llmkb.data.miniweb import fact_sentence, invented_word
 from llmkb.evaluate.tasks import arithmetic_problems, extract_answer, normalize
 from llmkb.inference.chat import check_messages
+from llmkb.world import fact_sentence, invented_word
 
 TYPES = ("instruction", "conversation", "text_generation", "code", "reasoning")
 # Default sizes of the train split: ~3,000 conversations of 40-125 tokens, a few minutes per epoch

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import random
 
-from llmkb.data.miniweb import invented_word
+from llmkb.inference.chat import respond
+from llmkb.world import invented_word
 
 ASSISTANT = "Pebble"  # the hard-coded name: a plain English word, so it is a few tokens the base model knows
 MAKER = "the llmkb project"
@@ -113,8 +114,6 @@ def identity_report(model, tokenizer, max_new_tokens: int = 32, seed: int = 0) -
 
     Returns the rates and every reply, for the page.
     """
-    from llmkb.sft.evaluate import respond
-
     rng = random.Random(f"sft:identity_report:{seed}")
     new = [random_identity(rng) for _ in TEST_QUESTIONS]
     cases = {

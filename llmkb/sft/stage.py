@@ -101,7 +101,7 @@ def end_probability(model, tokenizer, records: list[dict]) -> float:
     import torch
 
     from llmkb.inference.chat import render
-    from llmkb.pretrain.probes import encode
+    from llmkb.tokenizer.ids import encode
 
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     probs = []

@@ -22,6 +22,8 @@ import operator
 import re
 from collections.abc import Callable
 
+from llmkb.inference.chat import respond
+
 CALL = re.compile(r"<\|(\w+)_start\|>(.*?)<\|\1_end\|>", re.DOTALL)
 NO_RESULTS = "No results."
 _OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
@@ -118,8 +120,6 @@ def answer_with_tools(model, tokenizer, conversations: list[list[dict]], tools: 
     next reply is final whatever it contains. Each call is ``{"tool", "query", "result", "call"}``
     (``query`` stripped of surrounding spaces; ``call`` the model's text from the start token to the end token).
     """
-    from llmkb.sft.evaluate import respond
-
     results = [{"text": "", "calls": []} for _ in conversations]
     pending = [(i, list(c)) for i, c in enumerate(conversations)]
     for round_ in range(max_calls + 1):

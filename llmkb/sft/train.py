@@ -21,8 +21,6 @@ On CUDA both use bf16 autocast; ours also compiles the model and uses fused Adam
 from __future__ import annotations
 
 import dataclasses
-import math
-import random
 import tempfile
 import time
 
@@ -31,9 +29,10 @@ from tqdm.auto import tqdm
 
 from llmkb.device import autocast, pick_device
 from llmkb.model.gpt import GPT, configure_optimizer
-from llmkb.pretrain.train import NonFiniteLoss, lr_at
+from llmkb.pretrain.train import lr_at
 from llmkb.sft.config import SFTConfig
 from llmkb.sft.masking import IGNORE, collate, sft_loss, tokenize_conversation
+from llmkb.training import batches, stop_if_not_finite, total_steps
 
 CHAT_TOKENS = ("<|im_start|>", "<|im_end|>")
 
@@ -122,26 +121,6 @@ def state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dic
     return {"weight_bytes": weights, "grad_bytes": grads, "optimizer_bytes": moments}
 
 
-def total_steps(config: SFTConfig, n_records: int) -> int:
-    """Optimizer steps of the run: ``max_steps`` if set, else ``epochs`` passes over the data.
-
-    >>> total_steps(SFTConfig(epochs=3, batch_size=16), 100), total_steps(SFTConfig(max_steps=5), 100)
-    (21, 5)
-    """
-    return config.max_steps or config.epochs * math.ceil(n_records / config.batch_size)
-
-
-def batches(encoded: list[dict], config: SFTConfig):
-    """Endless shuffled batches: each epoch a new order, seeded by (seed, epoch), so runs repeat."""
-    epoch = 0
-    while True:
-        order = list(range(len(encoded)))
-        random.Random(f"sft:order:{config.seed}:{epoch}").shuffle(order)
-        for start in range(0, len(order), config.batch_size):
-            yield epoch, [encoded[i] for i in order[start : start + config.batch_size]]
-        epoch += 1
-
-
 @torch.no_grad()
 def heldout_loss(model, encoded: list[dict], pad_id: int, device: str, batch_size: int = 32) -> float:
     """The assistant-token loss over all of ``encoded`` (summed over tokens, then divided once)."""
@@ -207,9 +186,7 @@ def fine_tune(
         with autocast(device):
             loss = sft_loss(runner, ids, labels)
         value = loss.item()
-        if not math.isfinite(value):
-            raise NonFiniteLoss(f"SFT step {step}: the loss is {value}; stopped before updating the weights "
-                                "(lower the learning rate, or check the data)")  # fmt: skip
+        stop_if_not_finite(value, f"SFT step {step}", "lower the learning rate, or check the data")
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(
             [p for p in trainee.parameters() if p.requires_grad], config.grad_clip or float("inf")
