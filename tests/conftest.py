@@ -1,7 +1,8 @@
 """Shared fixtures: a quick run folder, and the site built from a copy of the project.
 
 Tests never write into the working tree: the site is built from a copy of ``mkdocs.yml``,
-``docs/``, ``examples/`` and ``llmkb/`` (pages may include a module's named section) in a temporary folder, with its own run folder, in the quick profile.
+``docs/``, ``examples/`` and ``llmkb/`` (pages may include a module's named section) in a
+temporary folder, with its own run folder, in the quick profile.
 """
 
 from __future__ import annotations
