@@ -5,12 +5,13 @@ notebooks, tables and plots from running every example, the report card) and the
 
 The build first runs each example whose inputs changed (see ``llmkb.examples.inputs_digest``),
 then runs ``mkdocs build --strict``: a broken include, a missing output or any warning fails it.
+mkdocs gets the run folder in its environment (``LLMKB_RUN``...): the numbers pages quote in their
+prose are read from that run (``docs/.overrides/macros.py``).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import subprocess
 import sys
@@ -102,7 +103,8 @@ def build(
     generate_outputs(root, profile, run, runs_root, force)
     site_dir = Path(site_dir or root / "site").resolve()
     cmd = [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(root / "mkdocs.yml"), "-d", str(site_dir)]
-    env = {**os.environ, "JUPYTER_PLATFORM_DIRS": "1"}
+    # The pages' numbers come from the same run folder the examples ran against (docs/.overrides/macros.py).
+    env = example_env(profile, run, runs_root or root / "runs", root / "docs" / "generated")
     result = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}")

@@ -1,7 +1,8 @@
 """Shared fixtures: a quick run folder, and the site built from a copy of the project.
 
 Tests never write into the working tree: the site is built from a copy of ``mkdocs.yml``,
-``docs/`` and ``examples/`` in a temporary folder, with its own run folder, in the quick profile.
+``docs/``, ``examples/`` and ``llmkb/`` (pages may include a module's named section) in a
+temporary folder, with its own run folder, in the quick profile.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def site_project(tmp_path_factory) -> Path:
         shutil.copy(ROOT / name, root / name)
     shutil.copytree(ROOT / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "docs", root / "docs", ignore=shutil.ignore_patterns("generated"))
-    # The tokenization page includes a section of llmkb/tokenizer/bpe.py (the textbook BPE loop).
+    # Pages may include a package module's named section (the contract allows it): the textbook BPE loop.
     shutil.copytree(ROOT / "llmkb", root / "llmkb", ignore=shutil.ignore_patterns("__pycache__"))
     generate_outputs(root, profile="quick", runs_root=root / "runs")
     return root

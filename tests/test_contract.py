@@ -1,6 +1,8 @@
 """The docs <-> code contract: these tests fail when a page and the code it shows drift apart.
 
-1. code on a page is included from examples/ by named section, never pasted;
+1. code on a page is included by named section, never pasted: from examples/, or from an llmkb/
+   module where the page teaches that module's own algorithm (the tokenization page's textbook BPE
+   loop); every other include is an output from docs/generated/ (numbers in prose: test_prose_numbers.py);
 2. every example runs (as a notebook, in the quick profile) and asserts on its result;
 3. outputs shown on a page come from running the example, and stale outputs are detected;
 4. coverage both ways: each nav page embeds an example, each example is on a page, each module
@@ -84,14 +86,54 @@ def test_shown_outputs_come_from_generated_files(page):
             )
 
 
+def include_problems(page: str, included: list[str], root: Path) -> list[str]:
+    """What is wrong with a page's includes: a source the contract does not allow, a missing section."""
+    problems = []
+    for include in included:
+        path, _, section = include.partition(":")
+        if path.startswith("docs/generated/") or (include == "CONTRIBUTING.md" and page.endswith("contributing.md")):
+            continue  # an example's output; the contributing page shows the repository's CONTRIBUTING.md
+        if not (path.startswith("examples/") or (path.startswith("llmkb/") and path.endswith(".py"))):
+            problems.append(f"{page}: {include} is neither an example, a package module nor a generated output")
+        elif not section:
+            problems.append(f"{page}: {include} names no section (include a named section, not a whole file)")
+        elif not (root / path).is_file():
+            problems.append(f"{page}: {path} does not exist")
+        else:
+            source = (root / path).read_text(encoding="utf-8")
+            problems += [f"{page}: {path} has no [{edge}:{section}] marker" for edge in ("start", "end")
+                         if f"# --8<-- [{edge}:{section}]" not in source]  # fmt: skip
+    return problems
+
+
 def test_included_sections_exist():
-    for page in pages():
-        for include in example_includes(page):
-            path, _, section = include.partition(":")
-            source = (ROOT / path).read_text(encoding="utf-8")
-            assert section, f"{page}: {include} names no section (include a named section, not a whole file)"
-            for edge in ("start", "end"):
-                assert f"# --8<-- [{edge}:{section}]" in source, f"{page}: {path} has no [{edge}:{section}] marker"
+    """Code comes from examples/ or from a package module, always by a named section that exists."""
+    problems = [p for page in pages() for p in include_problems(str(page.relative_to(ROOT)), includes(page), ROOT)]
+    assert not problems, "\n".join(problems)
+
+
+def test_a_module_section_is_allowed_and_checked_like_an_example():
+    page = "docs/pretraining/tokenization.md"
+    assert "llmkb/tokenizer/bpe.py:textbook" in includes(ROOT / page)  # the one module include today
+    assert include_problems(page, ["llmkb/tokenizer/bpe.py:textbook", "docs/generated/x/y.txt"], ROOT) == []
+    assert include_problems(
+        page,
+        [
+            "llmkb/tokenizer/bpe.py",
+            "llmkb/tokenizer/bpe.py:nowhere",
+            "tests/conftest.py:x",
+            "examples/none.py:a",
+            "CONTRIBUTING.md",
+        ],
+        ROOT,
+    ) == [  # fmt: skip
+        f"{page}: llmkb/tokenizer/bpe.py names no section (include a named section, not a whole file)",
+        f"{page}: llmkb/tokenizer/bpe.py has no [start:nowhere] marker",
+        f"{page}: llmkb/tokenizer/bpe.py has no [end:nowhere] marker",
+        f"{page}: tests/conftest.py:x is neither an example, a package module nor a generated output",
+        f"{page}: examples/none.py does not exist",
+        f"{page}: CONTRIBUTING.md is neither an example, a package module nor a generated output",
+    ]
 
 
 # -- 2. every example asserts, and runs --------------------------------------------------------
