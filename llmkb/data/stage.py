@@ -20,32 +20,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from llmkb.corpus import split_heldout
+from llmkb.data.config import DataConfig
 from llmkb.io import write_json, write_jsonl
 from llmkb.stages import RunDir, Stage, register
-
-
-@dataclass
-class DataConfig:
-    pages: int = 3000  # size of the generated mini-web
-    seed: int = 0  # the mini-web's seed
-    seed_urls: list[str] = field(default_factory=list)  # crawl these instead of the mini-web
-    warcs: list[str] = field(default_factory=list)  # or read these WARC files (e.g. from Common Crawl)
-    max_pages: int = 20_000  # crawl bounds
-    max_depth: int = 10
-    crawl_time_limit_s: float = 600
-    # Per request. Generous, so that no ordinary page of the mini-web times out on a slow or busy
-    # machine (the corpus must not depend on the CPU); the planted slow page waits 20 s.
-    crawl_timeout_s: float = 8.0
-    warc_max_bytes: int = 100_000_000  # start a new WARC file past this size
-    extractor: str = "resiliparse"  # or "trafilatura"
-    language: str = "en"  # keep this language...
-    language_threshold: float = 0.65  # ...when the classifier is at least this sure (FineWeb: 0.65)
-    heldout_fraction: float = 0.02  # documents kept out of training
-    tasks: int = 1  # > 1: per-document steps run as datatrove tasks (LocalPipelineExecutor)
 
 
 # -- per-document steps ------------------------------------------------------------------------

@@ -118,7 +118,7 @@ def reply(
     iterator is exhausted (an interrupted reply is not). The prompt holds as much recent history
     as leaves ``min(max_new_tokens, context // 2)`` tokens for the reply (:func:`fit_to_context`).
     """
-    config = (config or GenerationConfig()).validate()
+    config = config or GenerationConfig()
     config = dataclasses.replace(config, stop_strings=[*config.stop_strings, TURN_START])
     messages = _messages(conversation)
     if not messages or messages[-1]["role"] == "assistant":

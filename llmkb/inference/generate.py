@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from llmkb.checks import integer, one_of, require
 from llmkb.device import device_of
 from llmkb.inference.sampling import (
     apply_repetition_penalty,
@@ -84,34 +85,32 @@ class GenerationConfig:
         """Whether tokens are drawn at random (otherwise the argmax is taken)."""
         return self.do_sample and self.temperature > 0
 
-    def validate(self) -> GenerationConfig:
-        """Raise a ValueError naming the first setting that makes no sense; return self otherwise.
+    def __post_init__(self) -> None:
+        """Raise a ValueError naming the class, the first setting that makes no sense and its value.
 
         Examples:
-            >>> GenerationConfig(top_p=0.0).validate()
+            >>> GenerationConfig(top_p=0.0)
             Traceback (most recent call last):
             ...
-            ValueError: top_p must be in (0, 1] (1 turns it off; 0 would keep no token), got 0.0
+            ValueError: GenerationConfig.top_p must be in (0, 1] (1 turns it off; 0 would keep no token), got 0.0
         """
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
-        check_temperature(self.temperature)
-        check_top_k(self.top_k)
-        check_top_p(self.top_p)
-        check_repetition_penalty(self.repetition_penalty)
-        if isinstance(self.num_beams, bool) or not isinstance(self.num_beams, int) or self.num_beams < 1:
-            raise ValueError(f"num_beams must be an integer >= 1 (1: no beam search), got {self.num_beams!r}")
-        if self.num_beams > 1 and self.sampling:
-            raise ValueError(f"num_beams={self.num_beams} searches deterministically: set temperature=0 "
-                             f"(or do_sample=False) instead of temperature={self.temperature}")  # fmt: skip
-        if self.early_stopping not in (True, False, "never"):
-            raise ValueError(f'early_stopping must be True, False or "never", got {self.early_stopping!r}')
-        if isinstance(self.stop_strings, str) or not all(isinstance(s, str) and s for s in self.stop_strings):
-            raise ValueError(f"stop_strings must be a list of non-empty strings (e.g. ['\\n\\n']), "
-                             f"got {self.stop_strings!r}")  # fmt: skip
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
-        return self
+        integer(self, "max_new_tokens", minimum=1)
+        try:  # the sampling functions' own checks; their messages start with the field's name
+            check_temperature(self.temperature)
+            check_top_k(self.top_k)
+            check_top_p(self.top_p)
+            check_repetition_penalty(self.repetition_penalty)
+        except ValueError as e:
+            raise ValueError(f"GenerationConfig.{e}") from None
+        integer(self, "num_beams", minimum=1)
+        require(self, "num_beams", self.num_beams == 1 or not self.sampling,
+                f"1 when sampling: beams search deterministically, so set temperature=0 (or do_sample=False) "
+                f"instead of temperature={self.temperature}")  # fmt: skip
+        one_of(self, "early_stopping", (True, False, "never"))
+        ok = not isinstance(self.stop_strings, str) and all(isinstance(s, str) and s for s in self.stop_strings)
+        require(self, "stop_strings", ok, "a list of non-empty strings (e.g. ['\\n\\n'])")
+        require(self, "seed", self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool)),
+                "an integer or None")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -276,7 +275,6 @@ def token_steps(
     ``max_new_tokens`` or the model's context, or ``stop(row, new_tokens_of_row)`` returned True.
     The generator ends when every row is finished. Beam search is :func:`beam_search`.
     """
-    config.validate()
     if config.num_beams > 1:
         raise ValueError("token_steps decodes one sequence per row; beam search is beam_search()")
     backend = backend_for(model)
@@ -355,7 +353,6 @@ def beam_search(
     tokens. A repetition penalty applies to the log-probabilities, as in HF. Stop strings are not
     checked during the search (:func:`generate` cuts them from the text afterwards).
     """
-    config.validate()
     backend = backend_for(model)
     ids, mask, positions, lengths, unpadded = _prepare(backend, input_ids, attention_mask)
     B, width = ids.shape
@@ -542,7 +539,7 @@ def _encode_prompts(tokenizer, prompts: list[str] | str) -> list[list[int]]:
 
 def _text_setup(model, tokenizer, prompts, config):
     """Checked config, left-padded ids and mask, end ids, pad id: every error raised before generating."""
-    config = (config or GenerationConfig()).validate()
+    config = config or GenerationConfig()
     rows = _encode_prompts(tokenizer, prompts)
     context = backend_for(model).context
     for i, row in enumerate(rows):

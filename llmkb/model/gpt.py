@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmkb.checks import attention_heads, positive
+
 
 @dataclass
 class ModelConfig:
@@ -48,12 +50,9 @@ class ModelConfig:
     tie_embeddings: bool = True  # the LM head reuses the embedding table
 
     def __post_init__(self) -> None:
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
-        if self.n_head % self.n_kv_head:
-            raise ValueError(f"n_head {self.n_head} is not a multiple of n_kv_head {self.n_kv_head}")
-        if (self.d_model // self.n_head) % 2:
-            raise ValueError(f"head size {self.d_model // self.n_head} must be even for RoPE")
+        positive(self, "vocab_size", "context", "d_model", "n_layer", "n_head", "n_kv_head", "d_ff", "rope_theta")
+        positive(self, "norm_eps")
+        attention_heads(self, self.d_model, self.n_head, self.n_kv_head)
 
     @property
     def head_dim(self) -> int:

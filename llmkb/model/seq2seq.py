@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmkb.checks import positive, require
+
 # -- the toy task: numbers in digits -> English words --------------------------------------------
 
 _ONES = "zero one two three four five six seven eight nine".split()
@@ -237,8 +239,9 @@ class Seq2SeqConfig:
     warmup: int = 100
 
     def __post_init__(self) -> None:
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
+        positive(self, "d_model", "n_head", "n_layer", "d_ff", "max_len", "norm_eps", "steps", "batch_size", "lr")
+        positive(self, "warmup")  # the schedule divides by it
+        require(self, "d_model", self.d_model % self.n_head == 0, f"divisible by n_head = {self.n_head}")
 
     def to_dict(self) -> dict:
         return asdict(self)
