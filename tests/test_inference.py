@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from llmkb.inference.backend import Backend
+from llmkb.inference.beam import beam_search
 from llmkb.inference.generate import (
-    Backend,
     GenerationConfig,
-    beam_search,
     generate,
     generate_ids,
     left_pad,

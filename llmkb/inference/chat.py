@@ -23,7 +23,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 
-from llmkb.inference.generate import GenerationConfig, backend_for, generate, stream as stream_text
+from llmkb.inference.backend import backend_for
+from llmkb.inference.generate import GenerationConfig, generate, stream as stream_text
 from llmkb.pretrain.probes import encode
 
 ROLES = ("system", "user", "assistant", "tool")  # tool: a tool's result (llmkb.psychology.tools)
