@@ -1,9 +1,9 @@
 """The settings of the preference and RL stages: one dataclass per trainer, as in trl.
 
-In: nothing. Out: :class:`RewardConfig`, :class:`PPOConfig`, :class:`DPOConfig`, :class:`GRPOSettings`, :class:`SumsConfig`,
-plain dataclasses saved as each stage's ``config.json`` that check their fields when built. Torch-free, so registering the stages
-stays cheap; the trainers in :mod:`llmkb.rl.reward`, :mod:`llmkb.rl.ppo`, :mod:`llmkb.rl.dpo` and
-:mod:`llmkb.rl.grpo` read them.
+In: nothing. Out: :class:`RewardConfig`, :class:`PPOConfig`, :class:`DPOConfig`, :class:`GRPOSettings`,
+:class:`SumsConfig`, plain dataclasses saved as each stage's ``config.json`` that check their fields
+when built. Torch-free, so registering the stages stays cheap; the trainers in :mod:`llmkb.rl.reward`,
+:mod:`llmkb.rl.ppo`, :mod:`llmkb.rl.dpo` and :mod:`llmkb.rl.grpo` read them.
 """
 
 from __future__ import annotations
