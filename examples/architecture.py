@@ -87,7 +87,7 @@ trained, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
 sentence = "The guild of the city repairs the bridge at dusk, and the guild of the city lights the bell."
 ids = torch.tensor([tokenizer(sentence, add_special_tokens=False)["input_ids"]])
 with torch.no_grad():
-    _, _, attention = trained(ids, return_attention=True)  # per layer: (1, n_head, T, T)
+    attention = trained.attention_maps(ids)  # per layer: (1, n_head, T, T)
 labels = [tokenizer.decode([i]) for i in ids[0].tolist()]
 layers = [0, trained.config.n_layer - 1]
 fig, axes = plt.subplots(len(layers), trained.config.n_head, figsize=(3 * trained.config.n_head, 3 * len(layers)))

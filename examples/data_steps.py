@@ -103,7 +103,7 @@ import tempfile
 from pathlib import Path
 
 from llmkb.data.distributed import filter_with_datatrove
-from llmkb.data.stage import DataConfig
+from llmkb.data.config import DataConfig
 
 work_dir = Path(tempfile.mkdtemp(prefix="llmkb-datatrove-"))  # shards and logs of the 2 tasks
 kept, dropped = filter_with_datatrove(data_dir / "crawl", DataConfig(tasks=2), work_dir)

@@ -40,7 +40,7 @@ prompt = "Records kept in"
 rows = ["| strategy | one continuation | different texts in 10 runs (seeds 0-9) |", "|---|---|---:|"]
 outputs = {}
 for name, config in strategies.items():
-    config.max_new_tokens = 24
+    config = dataclasses.replace(config, max_new_tokens=24)  # replace, not assignment: the config checks it
     outputs[name] = generate(model, tokenizer, prompt, config)[0]
     runs = {generate(model, tokenizer, prompt, dataclasses.replace(config, seed=s))[0] for s in range(10)}
     shown = outputs[name].replace("\n", " ⏎ ").replace("|", "\\|")

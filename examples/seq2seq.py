@@ -111,7 +111,7 @@ import matplotlib.pyplot as plt
 number = next(d for d, _ in held_out if len(d) == 3)  # a three-digit number it never saw
 words = translate_batch(model, [number])[0]
 src, dec_in, labels = teacher_forcing_batch([(number, words)])
-_, _, attention = model(src, dec_in, labels, return_attention=True)
+attention = model.attention_maps(src, dec_in)
 weights = attention["cross"][-1][0].mean(0).detach()  # last decoder layer, mean over heads: (T, S)
 # Row t is what the decoder read while writing labels[t].
 fig, ax = plt.subplots(figsize=(3, 7))

@@ -389,7 +389,7 @@ def _generate(args) -> None:
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         repetition_penalty=args.repetition_penalty, num_beams=args.num_beams, stop_strings=args.stop,
         seed=args.seed, use_cache=not args.no_cache,
-    ).validate()  # fmt: skip
+    )  # fmt: skip
     if args.command == "chat":
         chat_loop(model, tokenizer, config, system=args.system)
     elif args.stream:

@@ -435,6 +435,6 @@ def dataclasses_replace(cfg, **kw):
     return dataclasses.replace(cfg, **kw)
 
 
-def test_bad_seeds_give_a_clear_error(tmp_path):
+def test_bad_seeds_give_a_clear_error():
     with pytest.raises(ValueError, match="seeds"):
-        crawl(CrawlConfig(seeds=["mailto:x@y"]), tmp_path)
+        CrawlConfig(seeds=["mailto:x@y"])

@@ -10,7 +10,8 @@ import pytest
 
 from llmkb.cli import main
 from llmkb.data.distributed import filter_with_datatrove
-from llmkb.data.stage import DataConfig, StepContext, documents_from_warcs, filter_documents
+from llmkb.data.config import DataConfig
+from llmkb.data.steps import StepContext, documents_from_warcs, filter_documents
 from llmkb.io import read_json, read_jsonl
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from llmkb.inference.backend import Backend
+from llmkb.inference.beam import beam_search
 from llmkb.inference.generate import (
-    Backend,
     GenerationConfig,
-    beam_search,
     generate,
     generate_ids,
     left_pad,
@@ -135,7 +135,7 @@ def test_sampling_errors_are_clear():
                 dict(repetition_penalty=-1.0), dict(num_beams=0), dict(max_new_tokens=0),
                 dict(stop_strings="\n"), dict(early_stopping="sometimes"), dict(num_beams=2, temperature=0.7)):  # fmt: skip
         with pytest.raises(ValueError):
-            GenerationConfig(**bad).validate()
+            GenerationConfig(**bad)
 
 
 def test_top_k_1_is_greedy_and_seeds_reproduce(gpt, tok):

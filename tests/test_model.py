@@ -26,8 +26,10 @@ def test_output_shapes():
     model, x = make().eval(), ids()
     logits, loss = model(x)
     assert logits.shape == (2, SMALL.context, SMALL.vocab_size) and loss is None
-    logits, loss, attention = model(x, targets=x, return_attention=True)
-    assert loss.shape == () and len(attention) == SMALL.n_layer
+    logits, loss = model(x, targets=x)
+    assert loss.shape == ()
+    attention = model.attention_maps(x)
+    assert len(attention) == SMALL.n_layer
     for weights in attention:
         assert weights.shape == (2, SMALL.n_head, SMALL.context, SMALL.context)
         torch.testing.assert_close(weights.sum(-1), torch.ones(2, SMALL.n_head, SMALL.context))
@@ -60,9 +62,12 @@ def test_causality(t):
 @torch.no_grad()
 def test_explicit_attention_path_equals_sdpa(n_kv_head):
     config = ModelConfig(**{**SMALL.to_dict(), "n_kv_head": n_kv_head})
-    model, x = make(config).eval(), ids(config)
-    fast = model(x)[0]
-    slow = model(x, return_attention=True)[0]
+    attention = make(config).eval().layers[0].self_attn
+    h = torch.randn(2, config.context, config.d_model, generator=torch.Generator().manual_seed(2))
+    cos, sin = rope_tables(config.head_dim, torch.arange(config.context), config.rope_theta)
+    fast, no_weights = attention(h, cos, sin)
+    slow, weights = attention(h, cos, sin, return_weights=True)  # the path attention_maps takes
+    assert no_weights is None and weights.shape == (2, config.n_head, config.context, config.context)
     assert (fast - slow).abs().max() <= 1e-5
 
 

@@ -32,7 +32,7 @@ def test_people_needs_every_frequency_and_settings_are_checked():
     with pytest.raises(ValueError, match="people of every frequency"):
         people({"entities": [PERSON]})
     with pytest.raises(ValueError, match="min_right"):
-        PsychologyConfig(samples=2, min_right=3).check()
+        PsychologyConfig(samples=2, min_right=3)
 
 
 def test_interrogate_finds_exactly_the_people_the_model_answers_right_when_sampled(monkeypatch):

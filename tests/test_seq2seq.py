@@ -90,6 +90,19 @@ def test_source_padding_changes_nothing(model):
     assert torch.allclose(alone, padded, atol=1e-5)
 
 
+@torch.no_grad()
+def test_attention_maps_shapes_and_masks(model):
+    src, dec_in = torch.tensor([encode("47") + [PAD]]), torch.tensor([[BOS] + encode("forty")])
+    maps = model.attention_maps(src, dec_in)
+    S, T, nh = src.shape[1], dec_in.shape[1], TINY.n_head
+    shapes = {"encoder": (1, nh, S, S), "decoder": (1, nh, T, T), "cross": (1, nh, T, S)}
+    for kind, shape in shapes.items():
+        assert len(maps[kind]) == TINY.n_layer and all(w.shape == shape for w in maps[kind])
+        assert all(torch.allclose(w.sum(-1), torch.ones(shape[:-1])) for w in maps[kind])  # softmax rows
+    assert all((w[..., -1] == 0).all() for w in maps["encoder"] + maps["cross"])  # nobody reads the PAD
+    assert all((w.triu(diagonal=1) == 0).all() for w in maps["decoder"])  # nor a later position
+
+
 def test_teacher_forcing_batch_is_shifted_right():
     pairs = [("7", "seven"), ("407", "four hundred seven")]
     src, dec_in, labels = teacher_forcing_batch(pairs)

@@ -176,7 +176,7 @@ def test_errors_name_the_record_and_stop_before_a_nan_update(tokenizer, splits):
         fine_tune(tiny_gpt(tokenizer), tokenizer, splits["train"][:2] + [long], [], config())
     with pytest.raises(ValueError, match="no training conversations"):
         fine_tune(tiny_gpt(tokenizer), tokenizer, [], [], config())
-    with pytest.raises(ValueError, match="method must be 'full' or 'lora'"):
+    with pytest.raises(ValueError, match="SFTConfig.method must be one of 'full', 'lora'"):
         fine_tune(tiny_gpt(tokenizer), tokenizer, splits["train"], [], config(method="qlora"))
     model = tiny_gpt(tokenizer)
     with torch.no_grad():

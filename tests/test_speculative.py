@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmkb.inference.generate import GenerationConfig, backend_for, generate_ids
+from llmkb.inference.backend import backend_for
+from llmkb.inference.generate import GenerationConfig, generate_ids
 from llmkb.inference.speculative import DRAFT_MODEL, crop_cache, speculative_generate, train_draft
 from llmkb.model.gpt import GPT, KVCache, ModelConfig
 from llmkb.model.hf import to_hf

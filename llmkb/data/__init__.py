@@ -12,6 +12,8 @@ One module per step, in pipeline order:
 - :mod:`~llmkb.data.dedup`     documents -> documents without exact and MinHash near duplicates;
 - :mod:`~llmkb.data.pii`       text -> text with e-mail addresses, public IPs and phone numbers replaced;
 - :mod:`~llmkb.data.evaluate`  the manifest + what each step kept and dropped -> precision and recall per planted category;
+- :mod:`~llmkb.data.steps`     the per-document steps above as functions of one document, run in one process;
 - :mod:`~llmkb.data.distributed` the per-document steps as datatrove tasks (local executor here, Slurm on a cluster);
+- :mod:`~llmkb.data.config`    the stage's settings, checked when built;
 - :mod:`~llmkb.data.stage`     the ``data`` stage: all of the above in order, a funnel and accuracy against the manifest.
 """

@@ -54,6 +54,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+from llmkb.checks import non_negative, positive, require
 from llmkb.data.extract import looks_binary
 from llmkb.io import write_json
 
@@ -80,6 +81,13 @@ class CrawlConfig:
     user_agent: str = "llmkb-crawler/0.1 (+teaching)"
     resolve: dict[str, tuple[str, int]] | None = None  # host -> (ip, port), e.g. {"*.test": ("127.0.0.1", 8080)}
     warc_max_bytes: int = 100_000_000  # start a new WARC file past this size
+
+    def __post_init__(self) -> None:
+        require(self, "seeds", any(normalize_url(s) for s in self.seeds), "a list holding at least one http(s) URL")
+        positive(self, "max_page_bytes", "timeout_s", "concurrency", "warc_max_bytes")
+        # A bound of 0 is a crawl that stops at once: what a resumed crawl already past its bound does.
+        non_negative(self, "max_pages", "max_bytes", "time_limit_s", "max_depth", "retries", "backoff_s")
+        non_negative(self, "max_redirects")
 
 
 # --------------------------------------------------------------------------- small pure helpers
@@ -501,9 +509,7 @@ class _Fetched:
 class _Crawler:
     def __init__(self, cfg: CrawlConfig, out_dir: Path, progress: bool):
         self.cfg, self.out_dir, self.progress = cfg, out_dir, progress
-        seeds = [u for u in (normalize_url(s) for s in cfg.seeds) if u]
-        if not seeds:
-            raise ValueError(f"CrawlConfig.seeds: no http(s) URL among {cfg.seeds!r}")
+        seeds = [u for u in (normalize_url(s) for s in cfg.seeds) if u]  # at least one: CrawlConfig checks
         self.seeds = seeds
         self.allowed = (
             [h.lower() for h in cfg.allowed_hosts]
@@ -779,7 +785,7 @@ def crawl(config: CrawlConfig, out_dir: str | os.PathLike, progress: bool = Fals
     fetched again, and new records go to new WARC files. Works inside a running event loop
     (a notebook) too, by crawling in a helper thread.
     """
-    crawler = _Crawler(config, Path(out_dir), progress)  # checks the config before anything is written
+    crawler = _Crawler(config, Path(out_dir), progress)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / CONFIG_NAME, dataclasses.asdict(config))

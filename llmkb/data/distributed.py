@@ -23,7 +23,8 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 
-from llmkb.data.stage import DOCUMENT_STEPS, DataConfig, StepContext, documents_from_warcs, drop_record, track_size
+from llmkb.data.config import DataConfig
+from llmkb.data.steps import DOCUMENT_STEPS, StepContext, documents_from_warcs, drop_record, track_size
 from llmkb.io import read_jsonl
 
 
@@ -39,7 +40,7 @@ class WarcResponses(BaseDiskReader):
 
 
 class StepFilter(BaseFilter):
-    """One per-document step of ``llmkb.data.stage`` as a datatrove filter."""
+    """One per-document step of :mod:`llmkb.data.steps` as a datatrove filter."""
 
     def __init__(self, step: str, config: DataConfig, exclusion_writer: JsonlWriter):
         super().__init__(exclusion_writer=exclusion_writer)

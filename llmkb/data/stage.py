@@ -11,149 +11,22 @@ local WARC files. Out: ``runs/<run>/data/``:
 - ``funnel.json`` documents and bytes left after each step; ``accuracy.json`` precision and
   recall of each filter against the manifest.
 
-Per-document steps (URL filter, extraction, language, quality) are pure functions of one
-document, so they can run in parallel shards (:mod:`llmkb.data.distributed` runs them under
-datatrove); deduplication needs every document at once and runs after them, then PII removal.
+Per-document steps (URL filter, extraction, language, quality, in :mod:`llmkb.data.steps`) are
+pure functions of one document, so they can run in parallel shards (:mod:`llmkb.data.distributed`
+runs them under datatrove); deduplication needs every document at once and runs after them, then
+PII removal. This module orchestrates: acquire the WARC files, filter, deduplicate, write.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmkb.corpus import split_heldout
+from llmkb.data.config import DataConfig
+from llmkb.data.steps import DOCUMENT_STEPS, StepContext, doc_bytes, documents_from_warcs, filter_documents
 from llmkb.io import write_json, write_jsonl
 from llmkb.stages import RunDir, Stage, register
-
-
-@dataclass
-class DataConfig:
-    pages: int = 3000  # size of the generated mini-web
-    seed: int = 0  # the mini-web's seed
-    seed_urls: list[str] = field(default_factory=list)  # crawl these instead of the mini-web
-    warcs: list[str] = field(default_factory=list)  # or read these WARC files (e.g. from Common Crawl)
-    max_pages: int = 20_000  # crawl bounds
-    max_depth: int = 10
-    crawl_time_limit_s: float = 600
-    # Per request. Generous, so that no ordinary page of the mini-web times out on a slow or busy
-    # machine (the corpus must not depend on the CPU); the planted slow page waits 20 s.
-    crawl_timeout_s: float = 8.0
-    warc_max_bytes: int = 100_000_000  # start a new WARC file past this size
-    extractor: str = "resiliparse"  # or "trafilatura"
-    language: str = "en"  # keep this language...
-    language_threshold: float = 0.65  # ...when the classifier is at least this sure (FineWeb: 0.65)
-    heldout_fraction: float = 0.02  # documents kept out of training
-    tasks: int = 1  # > 1: per-document steps run as datatrove tasks (LocalPipelineExecutor)
-
-
-# -- per-document steps ------------------------------------------------------------------------
-# Each takes a document dict and the shared context, may rewrite the document, and returns None
-# to keep it or a short reason to drop it.
-
-
-@dataclass
-class StepContext:
-    config: DataConfig
-    url_filter: object  # llmkb.data.urlfilter.URLFilter
-
-    @classmethod
-    def create(cls, config: DataConfig) -> "StepContext":
-        from llmkb.data.urlfilter import URLFilter
-
-        return cls(config, URLFilter.from_file())
-
-
-def url_filter_step(doc: dict, ctx: StepContext) -> str | None:
-    return ctx.url_filter.check(doc["url"])
-
-
-def extraction_step(doc: dict, ctx: StepContext) -> str | None:
-    from llmkb.data.extract import ExtractionError, extract_text
-
-    try:
-        doc["text"] = extract_text(doc.pop("body"), doc.get("content_type"), method=ctx.config.extractor)
-    except ExtractionError as e:
-        return f"extraction:{e}"
-    return None
-
-
-def language_step(doc: dict, ctx: StepContext) -> str | None:
-    from llmkb.data.langid import detect
-
-    lang, score = detect(doc["text"])
-    doc["lang"], doc["lang_score"] = lang, round(score, 4)
-    if lang != ctx.config.language or score < ctx.config.language_threshold:
-        return f"language:{lang}:{score:.2f}"
-    return None
-
-
-def quality_step(doc: dict, ctx: StepContext) -> str | None:
-    from llmkb.data.quality import quality_reason
-
-    reason, doc["text"] = quality_reason(doc["text"])  # C4's rule removes lines, so the text may change
-    return reason
-
-
-DOCUMENT_STEPS: list[tuple[str, Callable[[dict, StepContext], str | None]]] = [
-    ("url_filter", url_filter_step),
-    ("extraction", extraction_step),
-    ("language", language_step),
-    ("quality", quality_step),
-]
-
-
-def documents_from_warcs(paths: Iterable[Path]) -> Iterator[dict]:
-    """Successful responses from WARC files as documents (redirects and errors are not documents)."""
-    from llmkb.data.crawl import iter_warc_responses
-
-    for path in paths:
-        for response in iter_warc_responses(path):
-            if response["status"] != 200:
-                continue
-            yield {
-                "id": response["url"],
-                "url": response["url"],
-                "content_type": response["headers"].get("Content-Type") or response["headers"].get("content-type"),
-                "body": response["body"],
-            }
-
-
-def doc_bytes(doc: dict) -> int:
-    """Size of a document as it stands: its HTML before extraction, its text after."""
-    return len(doc["body"]) if "body" in doc else len(doc["text"].encode("utf-8"))
-
-
-def track_size(doc: dict) -> None:
-    """Append the document's current size to ``doc["sizes"]``: one entry per step it survived.
-
-    The funnel is computed from these lists alone, so the single-process path and the datatrove
-    path (which only hands back records) report the same funnel.
-    """
-    doc.setdefault("sizes", []).append(doc_bytes(doc))
-
-
-def filter_documents(docs: Iterable[dict], ctx: StepContext) -> tuple[list[dict], list[dict]]:
-    """Per-document steps over all documents in one process: (kept documents, drop records)."""
-    kept, dropped = [], []
-    for doc in docs:
-        track_size(doc)
-        for name, step in DOCUMENT_STEPS:
-            reason = step(doc, ctx)
-            if reason is not None:
-                dropped.append(drop_record(doc, name, reason))
-                break
-            track_size(doc)
-        else:
-            kept.append(doc)
-    return kept, dropped
-
-
-def drop_record(doc: dict, step: str, reason: str) -> dict:
-    """What the drop log keeps of a removed document (its language score too, once known)."""
-    return {"url": doc["url"], "step": step, "reason": reason, "sizes": doc["sizes"],
-            "lang": doc.get("lang"), "lang_score": doc.get("lang_score")}  # fmt: skip
 
 
 def funnel_rows(kept: list[dict], dropped: list[dict]) -> list[dict]:
@@ -245,7 +118,7 @@ def run(config: DataConfig, run_dir: RunDir) -> dict:
     crawl_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    if config.tasks > 1:
+    if config.tasks > 1:  # datatrove is imported only when asked for: registering the stage stays cheap
         from llmkb.data.distributed import filter_with_datatrove
 
         kept, dropped = filter_with_datatrove(warcs[0].parent, config, out / "datatrove")

@@ -6,6 +6,9 @@
   a KV cache (or without, for comparison), stop tokens and stop strings, beam search, streaming
   text that never splits a character; one loop for our GPT and for any HF causal LM, giving the
   same tokens as ``transformers``' ``generate``.
+- :mod:`llmkb.inference.backend`: the adapter every decoding loop drives: our GPT with its static KV
+  cache, or an HF causal LM with ``DynamicCache``; inputs on the device with position ids from the mask.
+- :mod:`llmkb.inference.beam`: beam search, HF's algorithm step for step (same tokens as its ``generate``).
 - :mod:`llmkb.inference.chat`: conversations rendered with the ChatML template, replies that end
   at ``<|im_end|>`` (one at a time, or batched over many conversations), and an interactive chat
   loop for the terminal.

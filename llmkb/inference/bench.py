@@ -65,7 +65,8 @@ from pathlib import Path
 import torch
 
 from llmkb.device import cpu_name
-from llmkb.inference.generate import GenerationConfig, backend_for, generate_ids
+from llmkb.inference.backend import backend_for
+from llmkb.inference.generate import GenerationConfig, generate_ids
 from llmkb.inference.speculative import _forward, crop_cache, speculative_generate, train_draft
 from llmkb.model.gpt import GPT
 

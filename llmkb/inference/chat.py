@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from llmkb.inference.generate import GenerationConfig, backend_for, decode, eos_ids_of, generate, generate_ids, left_pad
+from llmkb.inference.backend import backend_for
+from llmkb.inference.generate import GenerationConfig, decode, eos_ids_of, generate, generate_ids, left_pad
 from llmkb.inference.generate import stream as stream_text
 from llmkb.tokenizer.ids import encode
 
@@ -125,7 +126,7 @@ def reply(
     iterator is exhausted (an interrupted reply is not). The prompt holds as much recent history
     as leaves ``min(max_new_tokens, context // 2)`` tokens for the reply (:func:`fit_to_context`).
     """
-    config = (config or GenerationConfig()).validate()
+    config = config or GenerationConfig()
     config = dataclasses.replace(config, stop_strings=[*config.stop_strings, TURN_START])
     messages = _messages(conversation)
     if not messages or messages[-1]["role"] == "assistant":

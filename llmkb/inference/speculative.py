@@ -3,7 +3,7 @@
 In: a *target* model (the one whose text we want), a *draft* model (much smaller, same tokenizer),
 one prompt as token ids ``(1, T)``. Out: the new token ids, **identical** to greedy decoding with
 the target alone (:func:`~llmkb.inference.generate.generate_ids`), and counts of how the guessing
-went. Both models run through the :class:`~llmkb.inference.generate.Backend` adapter, so each may
+went. Both models run through the :class:`~llmkb.inference.backend.Backend` adapter, so each may
 be our :class:`~llmkb.model.gpt.GPT` or a Hugging Face causal LM.
 
 The algorithm (Leviathan et al. 2023; Chen et al. 2023), greedy version:
@@ -46,7 +46,7 @@ from pathlib import Path
 
 import torch
 
-from llmkb.inference.generate import Backend, _check_length, backend_for
+from llmkb.inference.backend import Backend, backend_for, check_length
 from llmkb.model.gpt import GPT, KVCache
 
 # The draft's shape: an eighth of the base model's transformer weights (86k vs 688k); with its
@@ -129,7 +129,7 @@ def speculative_generate(
     tb, db = backend_for(target), backend_for(draft)
     seq = _prompt_of(input_ids)  # the prompt, then every accepted token: plain Python ints
     T = len(seq)
-    _check_length(0, T, tb.context)
+    check_length(0, T, tb.context)
     limit = max_new_tokens if tb.context is None else min(max_new_tokens, tb.context - T)
     eos = set(int(i) for i in eos_ids)
     stats = dict(proposed=0, accepted=0, target_forward_passes=0, draft_forward_passes=0)

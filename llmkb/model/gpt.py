@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmkb.checks import attention_heads, positive
+
 
 @dataclass
 class ModelConfig:
@@ -48,12 +50,9 @@ class ModelConfig:
     tie_embeddings: bool = True  # the LM head reuses the embedding table
 
     def __post_init__(self) -> None:
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
-        if self.n_head % self.n_kv_head:
-            raise ValueError(f"n_head {self.n_head} is not a multiple of n_kv_head {self.n_kv_head}")
-        if (self.d_model // self.n_head) % 2:
-            raise ValueError(f"head size {self.d_model // self.n_head} must be even for RoPE")
+        positive(self, "vocab_size", "context", "d_model", "n_layer", "n_head", "n_kv_head", "d_ff", "rope_theta")
+        positive(self, "norm_eps")
+        attention_heads(self, self.d_model, self.n_head, self.n_kv_head)
 
     @property
     def head_dim(self) -> int:
@@ -276,20 +275,8 @@ class GPT(nn.Module):
         T = seq_len or self.config.context
         return 6 * self.num_params() + 12 * self.config.n_layer * self.config.d_model * T
 
-    def hidden_states(
-        self,
-        idx: torch.Tensor,
-        cache: KVCache | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        return_attention: bool = False,
-    ):
-        """The final hidden states ``(B, T, d_model)``: after the last block and the final norm, before the LM head.
-
-        What :meth:`forward` turns into logits, and what other heads read (the reward model's scalar
-        head, :mod:`llmkb.rl.reward`). Arguments as in :meth:`forward`; with ``return_attention``,
-        also every layer's attention weights.
-        """
+    def _run(self, idx, cache, attention_mask, position_ids, with_weights: bool) -> tuple[torch.Tensor, list]:
+        """Every block, then the final norm: ``(hidden states (B, T, d_model), each layer's weights or None)``."""
         B, T = idx.shape
         past = cache.length if cache is not None else 0
         x = self.embed_tokens(idx)  # (B, T, d_model)
@@ -303,38 +290,60 @@ class GPT(nn.Module):
             mask = torch.ones(1, past + 1, dtype=torch.bool, device=idx.device)
         attention = []
         for i, block in enumerate(self.layers):
-            x, weights = block(x, cos, sin, mask, cache, i, return_attention)
+            x, weights = block(x, cos, sin, mask, cache, i, with_weights)
             attention.append(weights)
         if cache is not None:
             cache.length += T
-        x = self.norm(x)  # (B, T, d_model)
-        return (x, attention) if return_attention else x
+        return self.norm(x), attention  # (B, T, d_model)
+
+    def hidden_states(
+        self,
+        idx: torch.Tensor,
+        cache: KVCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The final hidden states ``(B, T, d_model)``: after the last block and the final norm, before the LM head.
+
+        What :meth:`forward` turns into logits, and what other heads read (the reward model's scalar
+        head, :mod:`llmkb.rl.reward`). Arguments as in :meth:`forward`.
+        """
+        return self._run(idx, cache, attention_mask, position_ids, with_weights=False)[0]
+
+    def attention_maps(
+        self,
+        idx: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """Every layer's attention weights ``(B, n_head, T, T)``: row ``t`` says how much position ``t`` reads each position.
+
+        For plots of who attends to whom. Each block computes softmax(QK^T / sqrt(d)) explicitly
+        instead of through SDPA's fused kernel, which never forms the weights; slower, the same
+        outputs (the tests check it). Arguments as in :meth:`forward`, without a cache.
+        """
+        return self._run(idx, None, attention_mask, position_ids, with_weights=True)[1]
 
     def forward(
         self,
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
-        return_attention: bool = False,
         cache: KVCache | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-    ):
-        """Logits ``(B, T, vocab)``; with ``targets`` also the mean cross-entropy (targets of -100 are ignored).
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(logits (B, T, vocab), loss)``; the loss is the mean cross-entropy against ``targets`` (-100 is
+        ignored), or None without targets. Attention weights come from :meth:`attention_maps`.
 
-        With ``return_attention`` a third value: every layer's attention weights ``(B, nh, T, S)``.
         For generation: ``cache`` holds earlier positions (``idx`` is only the new tokens, and the
         cache grows by ``T``); ``attention_mask`` ``(B, S)`` marks real tokens (1) and left padding
         (0) over cached and new positions; ``position_ids`` ``(B, T)`` gives each new token's
         position (after left padding, a row's first real token has position 0).
         """
-        out = self.hidden_states(idx, cache, attention_mask, position_ids, return_attention)
-        x, attention = out if return_attention else (out, None)  # x: (B, T, d_model)
-        logits = self.lm_head(x)  # (B, T, vocab)
+        logits = self.lm_head(self.hidden_states(idx, cache, attention_mask, position_ids))  # (B, T, vocab)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
-        if return_attention:
-            return logits, loss, attention
         return logits, loss
 
     @torch.no_grad()

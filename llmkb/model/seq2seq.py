@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmkb.checks import positive, require
+
 # -- the toy task: numbers in digits -> English words --------------------------------------------
 
 _ONES = "zero one two three four five six seven eight nine".split()
@@ -237,8 +239,9 @@ class Seq2SeqConfig:
     warmup: int = 100
 
     def __post_init__(self) -> None:
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
+        positive(self, "d_model", "n_head", "n_layer", "d_ff", "max_len", "norm_eps", "steps", "batch_size", "lr")
+        positive(self, "warmup")  # the schedule divides by it
+        require(self, "d_model", self.d_model % self.n_head == 0, f"divisible by n_head = {self.n_head}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -359,19 +362,16 @@ class Seq2Seq(nn.Module):
         """``(B, T)`` ids -> ``(B, T, d_model)``: scaled embedding plus position."""
         return self.embed(ids) * math.sqrt(self.config.d_model) + self.pe[: ids.shape[1]]
 
-    def encode(self, src: torch.Tensor, return_attention: bool = False):
-        """The encoder's output ``(B, S, d_model)``: one vector per source character, each one
-        having read the whole source (and, with ``return_attention``, each layer's weights)."""
+    def _encode(self, src: torch.Tensor, with_weights: bool) -> tuple[torch.Tensor, list]:
         src_mask = padding_mask(src)  # (B, 1, 1, S): a PAD is never a key
         x = self.embed_tokens(src)
         weights = []
         for layer in self.encoder:
-            x, w = layer(x, src_mask, return_attention)
+            x, w = layer(x, src_mask, with_weights)
             weights.append(w)
-        return (x, weights) if return_attention else x
+        return x, weights
 
-    def decode(self, memory: torch.Tensor, src: torch.Tensor, dec_in: torch.Tensor, return_attention: bool = False):
-        """Logits ``(B, T, vocab)`` for each decoder position, given the encoder's ``memory``."""
+    def _decode(self, memory, src, dec_in, with_weights: bool) -> tuple[torch.Tensor, list, list]:
         # (T, T). No padding mask needed: PADs only trail, and the causal mask already hides
         # every later position from a real one.
         tgt_mask = causal_mask(dec_in.shape[1], dec_in.device)
@@ -379,35 +379,38 @@ class Seq2Seq(nn.Module):
         x = self.embed_tokens(dec_in)
         self_weights, cross_weights = [], []
         for layer in self.decoder:
-            x, sw, cw = layer(x, memory, tgt_mask, src_mask, return_attention)
+            x, sw, cw = layer(x, memory, tgt_mask, src_mask, with_weights)
             self_weights.append(sw)
             cross_weights.append(cw)
         logits = x @ self.embed.weight.T  # (B, T, vocab): the embedding table is the output layer
-        return (logits, self_weights, cross_weights) if return_attention else logits
+        return logits, self_weights, cross_weights
+
+    def encode(self, src: torch.Tensor) -> torch.Tensor:
+        """The encoder's output ``(B, S, d_model)``: one vector per source character, each one
+        having read the whole source."""
+        return self._encode(src, with_weights=False)[0]
+
+    def decode(self, memory: torch.Tensor, src: torch.Tensor, dec_in: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, T, vocab)`` for each decoder position, given the encoder's ``memory``."""
+        return self._decode(memory, src, dec_in, with_weights=False)[0]
 
     def forward(
-        self,
-        src: torch.Tensor,
-        dec_in: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        return_attention: bool = False,
-    ):
-        """Logits ``(B, T, vocab)``; with ``labels`` also the mean cross-entropy over non-PAD labels.
-
-        With ``return_attention`` a third value: a dict of every layer's weights, ``encoder``
-        ``(B, nh, S, S)``, ``decoder`` ``(B, nh, T, T)`` and ``cross`` ``(B, nh, T, S)``.
-        """
-        if return_attention:
-            memory, enc_w = self.encode(src, True)
-            logits, dec_w, cross_w = self.decode(memory, src, dec_in, True)
-        else:
-            logits = self.decode(self.encode(src), src, dec_in)
+        self, src: torch.Tensor, dec_in: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(logits (B, T, vocab), loss)``: the mean cross-entropy over non-PAD ``labels``, or None
+        without labels. Attention weights come from :meth:`attention_maps`."""
+        logits = self.decode(self.encode(src), src, dec_in)
         loss = None
         if labels is not None:  # PAD labels (past the EOS) count for nothing
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=PAD)
-        if return_attention:
-            return logits, loss, {"encoder": enc_w, "decoder": dec_w, "cross": cross_w}
         return logits, loss
+
+    def attention_maps(self, src: torch.Tensor, dec_in: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+        """Every layer's attention weights, for plots: ``encoder`` ``(B, nh, S, S)``, ``decoder``
+        ``(B, nh, T, T)`` and ``cross`` ``(B, nh, T, S)`` (row ``t``: what decoder position ``t`` read)."""
+        memory, encoder = self._encode(src, with_weights=True)
+        _, decoder, cross = self._decode(memory, src, dec_in, with_weights=True)
+        return {"encoder": encoder, "decoder": decoder, "cross": cross}
 
 
 # -- training and greedy decoding ----------------------------------------------------------------

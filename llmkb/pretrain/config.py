@@ -1,12 +1,15 @@
 """The pretraining stage's settings: what to train on, the model's shape, the optimization.
 
 In: nothing. Out: :class:`PretrainConfig`, a plain dataclass (saved as ``config.json`` beside the
-stage's artifacts). It lives apart from the loop so that registering the stage does not import torch.
+stage's artifacts) that checks its fields when built. It lives apart from the loop so that
+registering the stage does not import torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from llmkb.checks import attention_heads, fraction, non_negative, one_of, positive, require
 
 
 @dataclass
@@ -41,6 +44,17 @@ class PretrainConfig:
     device: str = "auto"  # "auto" picks CUDA when present
     compile: str = "auto"  # "auto": torch.compile on CUDA only; "yes" / "no" to force
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        one_of(self, "mix", ("focused", "all"))
+        non_negative(self, "filler_bytes", "warmup_steps", "weight_decay", "grad_clip", "stop_after")
+        positive(self, "context", "d_model", "n_layer", "n_head", "n_kv_head", "d_ff")
+        attention_heads(self, self.d_model, self.n_head, self.n_kv_head)
+        positive(self, "max_steps", "batch_size", "grad_accum", "lr", "eval_every", "eval_tokens", "checkpoint_every")
+        fraction(self, "min_lr_ratio")
+        for name in ("beta1", "beta2"):  # AdamW's moving averages: 1 would never forget
+            require(self, name, 0 <= getattr(self, name) < 1, "in [0, 1)")
+        one_of(self, "compile", ("auto", "yes", "no"))
 
     def model_config(self, vocab_size: int):
         """The :class:`~llmkb.model.gpt.ModelConfig` of this run's model (torch is imported here, not above)."""

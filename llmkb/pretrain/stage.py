@@ -39,8 +39,6 @@ def training_mix(corpus_dir: Path, config: PretrainConfig) -> tuple[list[str], d
     manifest = corpus_dir / "miniweb" / "manifest.json"
     if config.mix == "all" or not manifest.exists():
         return [d["text"] for d in docs], {"mix": "all", "documents": len(docs)}
-    if config.mix != "focused":
-        raise ValueError(f"unknown mix {config.mix!r}; choose 'focused' or 'all'")
     from llmkb.data.stage import planted_urls
 
     planted = planted_urls(read_json(manifest))

@@ -1,11 +1,14 @@
 """The psychology stage's settings. Torch-free, so registering the stage stays cheap.
 
-In: nothing. Out: :class:`PsychologyConfig`, saved as the stage's ``config.json``.
+In: nothing. Out: :class:`PsychologyConfig`, :class:`SearchConfig` and :class:`SpellingConfig`, each
+saved as its stage's ``config.json`` and checking its fields when built.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from llmkb.checks import non_negative, positive, require
 
 
 @dataclass
@@ -21,12 +24,9 @@ class PsychologyConfig:
     device: str = "auto"
     progress: bool = True
 
-    def check(self) -> PsychologyConfig:
-        if not 1 <= self.min_right <= self.samples:
-            raise ValueError(f"min_right must be between 1 and samples ({self.samples}), got {self.min_right}")
-        if self.probe_people < 1:
-            raise ValueError(f"probe_people must be >= 1, got {self.probe_people}")
-        return self
+    def __post_init__(self) -> None:
+        positive(self, "probe_people", "questions_per_person", "eval_questions_per_person", "samples")
+        require(self, "min_right", 1 <= self.min_right <= self.samples, f"in [1, samples = {self.samples}]")
 
 
 @dataclass
@@ -45,12 +45,11 @@ class SearchConfig:
     device: str = "auto"
     progress: bool = True
 
-    def check(self) -> SearchConfig:
-        if not 0 <= self.no_results_share < 1:
-            raise ValueError(f"no_results_share must be in [0, 1), got {self.no_results_share}")
-        if self.conversations < 1 or self.max_steps < 1:
-            raise ValueError(f"conversations and max_steps must be >= 1, got {self.conversations} and {self.max_steps}")
-        return self
+    def __post_init__(self) -> None:
+        positive(self, "conversations", "max_steps", "batch_size", "lr", "questions_per_person")
+        non_negative(self, "warmup_steps", "context")
+        # A share of 1 would leave no search that finds anything: nothing to learn the tool from.
+        require(self, "no_results_share", 0 <= self.no_results_share < 1, "in [0, 1)")
 
 
 @dataclass
@@ -70,9 +69,6 @@ class SpellingConfig:
     device: str = "auto"
     progress: bool = True
 
-    def check(self) -> SpellingConfig:
-        if self.train_words < 1 or self.held_out_words < 1:
-            raise ValueError(
-                f"train_words and held_out_words must be >= 1, got {self.train_words} and {self.held_out_words}"
-            )
-        return self
+    def __post_init__(self) -> None:
+        positive(self, "train_words", "held_out_words", "min_count", "max_steps", "batch_size", "lr")
+        non_negative(self, "warmup_steps")

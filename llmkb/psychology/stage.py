@@ -68,7 +68,6 @@ def run(config: PsychologyConfig, run_dir: RunDir) -> dict:
     from llmkb.sft.stage import conversations, sft_model
     from llmkb.sft.train import fine_tune, init_chat_tokens
 
-    config.check()
     out = run_dir.stage("psychology")
     sft, tokenizer = sft_model(run_dir)
     sft_train = conversations(run_dir)
@@ -149,7 +148,6 @@ def run_search(config: SearchConfig, run_dir: RunDir) -> dict:
     from llmkb.sft.tools import add_tool_tokens
     from llmkb.sft.train import grow_vocab
 
-    config.check()
     out = run_dir.stage("search")
     store = DocumentStore.from_corpus(run_dir.require("data"))
     sft, tokenizer = sft_model(run_dir)
@@ -209,7 +207,6 @@ def run_spelling(config: SpellingConfig, run_dir: RunDir) -> dict:
     from llmkb.sft.evaluate import prompt_of
     from llmkb.sft.stage import sft_model
 
-    config.check()
     out = run_dir.stage("spelling")
     model, tokenizer = sft_model(run_dir)
     words = corpus_words((doc["text"] for doc in load_split(run_dir.require("data"), "train")), config.min_count)

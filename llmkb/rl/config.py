@@ -1,15 +1,17 @@
 """The settings of the preference and RL stages: one dataclass per trainer, as in trl.
 
-In: nothing. Out: :class:`RewardConfig`, :class:`PPOConfig`, :class:`DPOConfig`, :class:`GRPOSettings`, :class:`SumsConfig`,
-plain dataclasses saved as each stage's ``config.json``. Torch-free, so registering the stages
-stays cheap; the trainers in :mod:`llmkb.rl.reward`, :mod:`llmkb.rl.ppo`, :mod:`llmkb.rl.dpo` and
-:mod:`llmkb.rl.grpo` read them.
+In: nothing. Out: :class:`RewardConfig`, :class:`PPOConfig`, :class:`DPOConfig`, :class:`GRPOSettings`,
+:class:`SumsConfig`, plain dataclasses saved as each stage's ``config.json`` that check their fields
+when built. Torch-free, so registering the stages stays cheap; the trainers in :mod:`llmkb.rl.reward`,
+:mod:`llmkb.rl.ppo`, :mod:`llmkb.rl.dpo` and :mod:`llmkb.rl.grpo` read them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+
+from llmkb.checks import non_negative, positive, require
 
 
 @dataclass
@@ -30,6 +32,12 @@ class RewardConfig:
     seed: int = 0  # the head's initialization and the order of the pairs
     device: str = "auto"  # "auto" picks CUDA when present, else "cpu"
     progress: bool = True  # draw a tqdm progress bar
+
+    def __post_init__(self) -> None:
+        positive(self, "prompts", "test_prompts", "temperature", "max_new_tokens", "lr", "epochs", "batch_size")
+        require(self, "samples", self.samples >= 2, ">= 2 (a ranking needs two replies)")
+        require(self, "max_steps", self.max_steps is None or self.max_steps >= 1, "None or >= 1")
+        non_negative(self, "weight_decay", "grad_clip")
 
 
 @dataclass
@@ -56,6 +64,13 @@ class PPOConfig:
     device: str = "auto"
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        positive(self, "iterations", "batch_size", "ppo_epochs", "minibatch_size", "lr", "critic_lr", "clip")
+        positive(self, "value_clip", "temperature", "max_new_tokens")
+        non_negative(self, "kl_coef", "stop_kl")
+        for name in ("gamma", "lam"):
+            require(self, name, 0 <= getattr(self, name) <= 1, "in [0, 1]")
+
     def with_kl(self, kl_coef: float) -> PPOConfig:
         """The same settings with another KL coefficient (the reward-hacking comparison)."""
         return dataclasses.replace(self, kl_coef=kl_coef)
@@ -74,10 +89,9 @@ class DPOConfig:
     progress: bool = True  # draw a tqdm bar
 
     def __post_init__(self) -> None:
-        if not self.beta > 0:
-            raise ValueError(f"beta must be > 0, got {self.beta}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        positive(self, "beta", "lr", "epochs", "batch_size")
+        require(self, "max_steps", self.max_steps is None or self.max_steps >= 1, "None or >= 1")
+        non_negative(self, "grad_clip")
 
 
 @dataclass
@@ -97,6 +111,11 @@ class GRPOSettings:
     seed: int = 0  # seeds data order and sampling
     device: str = "auto"  # "auto": CUDA when present, else the CPU
     progress: bool = True  # show trl's progress bar
+
+    def __post_init__(self) -> None:
+        require(self, "group_size", self.group_size >= 2, ">= 2 (the advantage compares answers within a group)")
+        positive(self, "prompts_per_step", "max_new_tokens", "lr", "max_steps", "updates_per_batch", "temperature")
+        non_negative(self, "beta")
 
 
 @dataclass
@@ -132,6 +151,12 @@ class SumsConfig:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        positive(self, "digits", "train_sums", "test_sums", "n_layer", "d_model", "context", "sft_steps")
+        positive(self, "sft_batch_size", "sft_lr", "grpo_steps", "prompts_per_step", "grpo_lr", "temperature")
+        positive(self, "max_new_tokens", "sampled_per_sum")
+        require(self, "group_size", self.group_size >= 2, ">= 2 (the advantage compares answers within a group)")
 
     def grpo(self) -> GRPOSettings:
         return GRPOSettings(group_size=self.group_size, prompts_per_step=self.prompts_per_step, lr=self.grpo_lr,

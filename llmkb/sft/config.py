@@ -1,12 +1,14 @@
 """The SFT stage's settings: which data, which way to train (our loop or trl, all weights or LoRA), how long.
 
 In: nothing. Out: :class:`SFTConfig`, a plain dataclass saved as ``config.json`` beside the stage's
-artifacts. Torch-free, so registering the stage stays cheap.
+artifacts, that checks its fields when built. Torch-free, so registering the stage stays cheap.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from llmkb.checks import fraction, non_negative, one_of, positive, require
 
 #: The linear layers LoRA adapts: every projection of attention and of the MLP (the names are the
 #: same in our GPT and in HF's Llama, so one list serves both trainers).
@@ -46,16 +48,19 @@ class SFTConfig:
     compile: str = "auto"  # "auto": torch.compile on CUDA only
     progress: bool = True
 
-    def check(self) -> SFTConfig:
-        """Raise a ValueError naming the first setting that makes no sense."""
-        if self.trainer not in ("ours", "trl"):
-            raise ValueError(f"trainer must be 'ours' or 'trl', got {self.trainer!r}")
-        if self.method not in ("full", "lora"):
-            raise ValueError(f"method must be 'full' or 'lora', got {self.method!r}")
-        if self.init_special not in ("mean", "base"):
-            raise ValueError(f"init_special must be 'mean' or 'base', got {self.init_special!r}")
-        if self.epochs < 1 and self.max_steps < 1:
-            raise ValueError("set epochs >= 1 or max_steps >= 1")
-        if self.batch_size < 1 or self.lora_r < 1:
-            raise ValueError(f"batch_size and lora_r must be >= 1, got {self.batch_size} and {self.lora_r}")
-        return self
+    def __post_init__(self) -> None:
+        # Which types exist is build_splits' to say (llmkb.sft.data imports torch); the counts are ours.
+        require(self, "sizes", all(isinstance(n, int) and n >= 0 for n in self.sizes.values()),
+                "a dict of conversation type -> count >= 0")  # fmt: skip
+        non_negative(self, "identity", "system_identity", "epochs", "max_steps", "warmup_steps", "weight_decay")
+        non_negative(self, "grad_clip")
+        one_of(self, "trainer", ("ours", "trl"))
+        one_of(self, "method", ("full", "lora"))
+        positive(self, "lora_r", "lora_alpha", "batch_size", "lr", "eval_every", "eval_new_tokens")
+        targets = self.lora_targets
+        require(self, "lora_targets", bool(targets) and set(targets) <= set(LORA_TARGETS),
+                "a non-empty subset of " + ", ".join(LORA_TARGETS))  # fmt: skip
+        one_of(self, "init_special", ("mean", "base"))
+        require(self, "epochs", self.epochs >= 1 or self.max_steps >= 1, ">= 1 unless max_steps is")
+        fraction(self, "min_lr_ratio")
+        one_of(self, "compile", ("auto", "yes", "no"))

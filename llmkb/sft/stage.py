@@ -135,7 +135,6 @@ def run(config: SFTConfig, run_dir: RunDir) -> dict:
     from llmkb.sft.train import fine_tune, init_chat_tokens
     from llmkb.tokenizer.hf import load_pretrained as load_tokenizer
 
-    config.check()
     out = run_dir.stage("sft")
     base_dir = run_dir.require("pretrain") / "model"
     manifest = run_dir.require("data") / "miniweb" / "manifest.json"

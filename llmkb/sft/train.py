@@ -150,7 +150,6 @@ def fine_tune(
     model: GPT, tokenizer, train_records: list[dict], test_records: list[dict], config: SFTConfig
 ) -> tuple[GPT, list[dict], dict]:
     """Fine-tune ``model`` (changed in place for full fine-tuning); returns (model, log, summary)."""
-    config.check()
     if config.trainer == "trl":
         return fine_tune_trl(model, tokenizer, train_records, test_records, config)
     device = pick_device(config.device)

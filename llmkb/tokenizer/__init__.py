@@ -7,5 +7,6 @@
 - :mod:`llmkb.tokenizer.viz`: colored token views and letter counts across token boundaries.
 - :mod:`llmkb.tokenizer.web`: the tokenizer as JSON for the site's in-browser playground.
 - :mod:`llmkb.tokenizer.bench`: training and encoding speed.
+- :mod:`llmkb.tokenizer.config`: the stage's settings, checked when built.
 - :mod:`llmkb.tokenizer.stage`: the ``llmkb tokenizer`` pipeline stage.
 """

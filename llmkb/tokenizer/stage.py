@@ -12,20 +12,11 @@ those merges, so both encode every text to the same ids (checked here on the hel
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmkb.stages import RunDir, Stage, register
-from llmkb.tokenizer.bpe import SPECIAL_TOKENS, BPETokenizer
-
-
-@dataclass
-class TokenizerConfig:
-    vocab_size: int = 4096  # 256 bytes + merges + special tokens
-    max_train_bytes: int = 12_000_000  # train on at most this much of the corpus (more adds little)
-    special_tokens: list[str] = field(default_factory=lambda: list(SPECIAL_TOKENS))
-    model_max_length: int = 2048  # written into tokenizer_config.json for later stages
-    inputs: list[str] = field(default_factory=list)  # UTF-8 text files to train on instead of the run's corpus
+from llmkb.tokenizer.bpe import BPETokenizer
+from llmkb.tokenizer.config import TokenizerConfig
 
 
 def read_text_files(paths: list[str | Path]) -> list[str]:
