@@ -75,12 +75,14 @@ class StaticDecoder(nn.Module):
 def compiled_step(decoder: StaticDecoder):
     """``decoder.next_token`` compiled whole (``fullgraph``): a CUDA graph on CUDA; on the CPU only traced.
 
+    ``dynamic=False``: a decoder of another batch size gets its own fixed-shape graph, not one for any size.
+
     On the CPU the ``"eager"`` backend runs the traced graph as it is: no speed-up, but a graph break
     (a reason the GPU could not record one graph) fails here, where it is cheap to find.
     """
     if decoder.k.is_cuda:
-        return torch.compile(decoder.next_token, mode="reduce-overhead", fullgraph=True)
-    return torch.compile(decoder.next_token, backend="eager", fullgraph=True)
+        return torch.compile(decoder.next_token, mode="reduce-overhead", fullgraph=True, dynamic=False)
+    return torch.compile(decoder.next_token, backend="eager", fullgraph=True, dynamic=False)
 
 
 @torch.no_grad()
