@@ -405,13 +405,14 @@ def generation(check: Check) -> dict:
     from llmkb.inference.static import StaticDecoder, compiled_step, greedy
 
     s = check.sizes
-    model = _model(check, 4096).to(check.device)
+    vocab = 4096  # the default tokenizer's size: the speed depends on the shape, not on which words
+    model = _model(check, vocab).to(check.device)
     if check.device.startswith("cuda"):
         model = model.to(torch.bfloat16)  # served in bf16, as inference engines do
     new = s.new_tokens
     out: dict = {"prompt_tokens": s.prompt_tokens, "new_tokens": new, "dtype": str(next(model.parameters()).dtype)}
     for batch in s.gen_batches:
-        prompt = torch.randint(0, 4096, (batch, s.prompt_tokens), generator=torch.Generator().manual_seed(batch))
+        prompt = torch.randint(0, vocab, (batch, s.prompt_tokens), generator=torch.Generator().manual_seed(batch))
         decoder = StaticDecoder(model, batch, s.prompt_tokens + new)
         greedy(decoder, prompt, new)  # warm-up: kernels chosen, memory allocated
         eager_s, eager = _timed(lambda: greedy(decoder, prompt, new), check.device)
@@ -424,7 +425,7 @@ def generation(check: Check) -> dict:
                                  "compiled_tokens_per_s": round(batch * new / compiled_s, 1),
                                  "speedup": round(eager_s / compiled_s, 2), "compile_s": round(compile_s, 1),
                                  "same_tokens": round(float((eager == compiled).float().mean()), 4)}  # fmt: skip
-    prompt = torch.randint(0, 4096, (1, s.prompt_tokens), generator=torch.Generator().manual_seed(0))
+    prompt = torch.randint(0, vocab, (1, s.prompt_tokens), generator=torch.Generator().manual_seed(0))
     config = GenerationConfig(max_new_tokens=new)
     loop_s, _ = _timed(lambda: generate_ids(model, prompt, None, config, eos_ids=[-1]), check.device, repeat=2)
     out["generate_loop_batch_1_tokens_per_s"] = round(new / loop_s, 1)
@@ -510,7 +511,10 @@ def write_results(out: Path, results: dict) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="gpu_check.sh", description="Run every stage's GPU path and measure it (see llmkb/gpu_check.py)."
+        prog="gpu_check.sh",
+        description="Run every stage's GPU path and measure it (see llmkb/gpu_check.py).",
+        epilog=f"Needs beyond torch, transformers and peft: {', '.join(read_wheel_list())} ({WHEEL_LIST.name}; "
+        "scripts/gpu_wheels.sh downloads them).",
     )
     parser.add_argument("--prepare", action="store_true", help="CPU machine: make the carry folder's run/ and stop")
     parser.add_argument("--data-profile", choices=("quick", "default"), default="quick",
@@ -583,9 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         results["note"] = ("No CUDA GPU found: only the phases that need none ran (environment, prepare, imports); "
                            "run this again on a machine with a CUDA GPU for the numbers.")  # fmt: skip
     write_results(out, results)
-    print(summary_markdown(results))
-    if results.get("note"):
-        print(results["note"])
+    print(summary_markdown(results))  # the note included
     return 1 if any(p["status"] == "failed" for p in results["phases"].values()) else 0
 
 

@@ -2,7 +2,8 @@
 # Every stage's GPU path in one command, measured (llmkb/gpu_check.py says what each phase does).
 #   On a CPU machine with llmkb's dependencies and internet, once:
 #       bash scripts/gpu_wheels.sh && bash scripts/gpu_check.sh --prepare     # fills .gpu-carry/ (a few MB)
-#   Then, on the GPU machine (torch with CUDA, transformers, peft; no internet needed), with the
+#   Then, on the GPU machine (torch with CUDA, transformers, peft; no internet needed; the other packages
+#   it needs are those of scripts/gpu-wheels.txt: trl, datasets, dill, multiprocess), with the
 #   working tree and .gpu-carry/ carried along:
 #       bash scripts/gpu_check.sh [--steps 300] [--phases pretrain,generation] [--out DIR]
 #   It writes DIR/results.json and DIR/summary.md (DIR: --out, else $OUT, else gpu-check/). Without a
