@@ -101,8 +101,10 @@ fig.tight_layout()
 ctx.save_figure("attention.png", fig)
 for layer in layers:
     weights = attention[layer][0].mean(0)  # averaged over heads: (T, T)
-    print(f"layer {layer}: on average a token puts {weights.diagonal().mean():.0%} of its attention on itself "
-          f"and {weights[1:, 0].mean():.0%} on the first token")  # fmt: skip
+    print(
+        f"layer {layer}: on average a token puts {weights.diagonal().mean():.0%} of its attention on itself "
+        f"and {weights[1:, 0].mean():.0%} on the first token"
+    )
 # --8<-- [end:attention]
 assert torch.allclose(attention[0][0].sum(-1), torch.ones(len(labels)))  # each row is a distribution
 assert attention[0][0, 0].triu(1).abs().max() == 0  # and never looks ahead

@@ -93,8 +93,10 @@ from llmkb.pretrain.probes import recital_rate
 
 ordinary = texts[mix.get("planted_documents", 0) :]  # training pages with nothing planted: each in the data once
 heldout = [d["text"] for d in load_split(ctx.run.require("data"), "heldout")]
-rates = {"ordinary training pages (once in the data)": recital_rate(model, tokenizer, ordinary),
-         "held-out pages (never trained on)": recital_rate(model, tokenizer, heldout)}  # fmt: skip
+rates = {
+    "ordinary training pages (once in the data)": recital_rate(model, tokenizer, ordinary),
+    "held-out pages (never trained on)": recital_rate(model, tokenizer, heldout),
+}
 for group, rate in rates.items():
     print(f"{group}: {rate:.0%} of 30 random windows recited (36+ of 40 tokens)")
 # --8<-- [end:recital-rate]
@@ -121,9 +123,11 @@ def job_in_training_words(e):
 
 
 rows = ["| task | scored by | 0-shot | 3-shot |", "|---|---|---:|---:|"]
-for task, make, scoring in [("birth year, as a question", year_question, "exact answer"),
-                            ("job, as a question", job_question, "best of 30 jobs"),
-                            ("job, in the training text's words", job_in_training_words, "best of 30 jobs")]:  # fmt: skip
+for task, make, scoring in [
+    ("birth year, as a question", year_question, "exact answer"),
+    ("job, as a question", job_question, "best of 30 jobs"),
+    ("job, in the training text's words", job_in_training_words, "best of 30 jobs"),
+]:
     pairs_demo, pairs_asked = [make(e) for e in demos], [make(e) for e in asked]
     scores = []
     for shots in (0, 3):

@@ -172,8 +172,10 @@ from llmkb.model.gpt import KVCache
 
 cfg = model.config
 cache = KVCache(cfg, batch_size=1, max_len=cfg.context)
-print(f"cache for one sequence of {cfg.context} tokens: {cache.nbytes():,} bytes "
-      f"({cfg.n_layer} layers x 2 (K and V) x {cfg.n_kv_head} KV heads x {cfg.context} positions x {cfg.head_dim} numbers x 4 bytes)")  # fmt: skip
+print(
+    f"cache for one sequence of {cfg.context} tokens: {cache.nbytes():,} bytes "
+    f"({cfg.n_layer} layers x 2 (K and V) x {cfg.n_kv_head} KV heads x {cfg.context} positions x {cfg.head_dim} numbers x 4 bytes)"
+)
 print(f"without GQA ({cfg.n_head} KV heads) it would be {cache.nbytes() * cfg.n_head // cfg.n_kv_head:,} bytes")
 timings = {}
 for use_cache in (True, False):

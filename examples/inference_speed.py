@@ -35,8 +35,10 @@ prompt = torch.tensor([tokenizer("The guild of", add_special_tokens=False)["inpu
 fast, stats = speculative_generate(target, draft, prompt, max_new_tokens=40, k=4)
 plain = generate_ids(target, prompt, None, GenerationConfig(max_new_tokens=40), eos_ids=[], pad_id=0)[0]
 print(tokenizer.decode(fast.tolist()))
-print(f"{stats['accepted']} of {stats['proposed']} drafted tokens accepted ({stats['acceptance_rate']:.0%}); "
-      f"{stats['new_tokens']} tokens in {stats['target_forward_passes']} target passes")  # fmt: skip
+print(
+    f"{stats['accepted']} of {stats['proposed']} drafted tokens accepted ({stats['acceptance_rate']:.0%}); "
+    f"{stats['new_tokens']} tokens in {stats['target_forward_passes']} target passes"
+)
 # --8<-- [end:speculative]
 assert torch.equal(fast, plain)  # the draft changes the speed, never the text
 

@@ -110,8 +110,19 @@ from pathlib import Path
 from llmkb.pretrain.train import train
 
 val_data = TokenShards.open(pretrain_dir / "shards", "val")
-tiny = PretrainConfig(context=32, d_model=32, n_layer=2, n_head=2, n_kv_head=1, d_ff=64, max_steps=30,
-                      warmup_steps=5, eval_every=30, checkpoint_every=10, progress=False)  # fmt: skip
+tiny = PretrainConfig(
+    context=32,
+    d_model=32,
+    n_layer=2,
+    n_head=2,
+    n_kv_head=1,
+    d_ff=64,
+    max_steps=30,
+    warmup_steps=5,
+    eval_every=30,
+    checkpoint_every=10,
+    progress=False,
+)
 with tempfile.TemporaryDirectory() as tmp:
     whole, split = Path(tmp, "whole"), Path(tmp, "split")
     train(tiny, train_data, val_data, whole)  # 30 steps in one go
@@ -149,8 +160,10 @@ for profile in ("default", "gpu"):
     cfg = get_stage("pretrain").config(profile)
     model = GPT(cfg.model_config(meta["vocab_size"]))
     per_token = model.flops_per_token(cfg.context)
-    rows.append(f"| {profile} | {model.num_params():,} | {cfg.context} | {per_token / 1e6:,.1f} M | "
-                f"{6 * model.num_params() / per_token:.0%} |")  # fmt: skip
+    rows.append(
+        f"| {profile} | {model.num_params():,} | {cfg.context} | {per_token / 1e6:,.1f} M | "
+        f"{6 * model.num_params() / per_token:.0%} |"
+    )
 flops_table = "\n".join(rows) + "\n"
 ctx.save_text("flops.md", flops_table)
 print(flops_table)

@@ -261,8 +261,10 @@ assert set(search) == {name for name in measure if "trained" not in name}
 # --8<-- [start:search-replies]
 search_replies = list(read_jsonl(search_dir / "replies.jsonl"))
 wanted = [("once", True, "right"), ("once", True, "made_up"), ("never", False, "refused")]  # (group, found, kind)
-shown = [next((r for r in search_replies if r["group"].startswith(g) and r["found"] == found and r["kind"] == kind), None)
-         for g, found, kind in wanted]  # fmt: skip
+shown = [
+    next((r for r in search_replies if r["group"].startswith(g) and r["found"] == found and r["kind"] == kind), None)
+    for g, found, kind in wanted
+]
 for r in (r for r in shown if r is not None):  # the quick profile's model may give none of some kinds
     print(f"user:      {r['question']}")
     for c in r["calls"]:  # what the model wrote, then what the runtime put into the context
@@ -283,8 +285,12 @@ splits = ("one token", "several tokens")
 table = "| words | question | one-token words | words of several tokens |\n|---|---|---:|---:|\n"
 for group, kinds in letters["results"].items():
     spell, count = kinds["spell"], kinds["count"]
-    spelled = [f"{spell[s]['right']:.0%} of {spell[s]['questions']} ({spell[s]['letters']:.0%} of letters in place)"
-               if s in spell else "-" for s in splits]  # fmt: skip
+    spelled = [
+        f"{spell[s]['right']:.0%} of {spell[s]['questions']} ({spell[s]['letters']:.0%} of letters in place)"
+        if s in spell
+        else "-"
+        for s in splits
+    ]
     counted = [f"{count[s]['right']:.0%}" if s in count else "-" for s in splits]
     table += f"| {group} | spelled right | {spelled[0]} | {spelled[1]} |\n"
     table += f"| {group} | letter counted right | {counted[0]} | {counted[1]} |\n"

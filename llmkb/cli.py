@@ -98,8 +98,14 @@ def _stage_parser(sub, stage: Stage) -> argparse.ArgumentParser:
     """``llmkb <stage>``: the run options, ``--set FIELD=VALUE``, ``--out DIR`` and a flag per config field."""
     p = sub.add_parser(stage.name, help=stage.summary, description=stage.summary)
     _run_options(p)
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="set_fields",
-                   help="set any config field (repeatable), read as the field's type; lists comma-separated; none for None")  # fmt: skip
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        dest="set_fields",
+        help="set any config field (repeatable), read as the field's type; lists comma-separated; none for None",
+    )
     p.add_argument(
         "--out", default=None, metavar="DIR", help=f"write to DIR/{stage.name}/ instead of runs/<run>/{stage.name}/"
     )
@@ -107,9 +113,15 @@ def _stage_parser(sub, stage: Stage) -> argparse.ArgumentParser:
     fields = p.add_argument_group(f"{stage.config_cls.__name__} fields (defaults before the profile's own)")
     for flag, f, repeatable in _field_flags(stage):
         kind = typing.get_args(hints[f.name])[0] if repeatable else hints[f.name]
-        fields.add_argument(flag, action="append" if repeatable else "store", default=argparse.SUPPRESS,
-                            dest="field:" + f.name, metavar=type_name(kind).upper().replace(" ", ""),
-                            help=f"{f.name} ({type_name(hints[f.name])}, default {_default_of(f)!r})" + ("; repeatable" if repeatable else ""))  # fmt: skip
+        fields.add_argument(
+            flag,
+            action="append" if repeatable else "store",
+            default=argparse.SUPPRESS,
+            dest="field:" + f.name,
+            metavar=type_name(kind).upper().replace(" ", ""),
+            help=f"{f.name} ({type_name(hints[f.name])}, default {_default_of(f)!r})"
+            + ("; repeatable" if repeatable else ""),
+        )
     return p
 
 
@@ -156,14 +168,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pipeline", help="run every stage on the embedded default and print the report card")
     _run_options(p)
-    p.add_argument("--jobs", type=_at_least_one, default=None, metavar="N",
-                   help="stages run at once once their inputs exist (default: 2 on 2+ cores, else 1)")  # fmt: skip
+    p.add_argument(
+        "--jobs",
+        type=_at_least_one,
+        default=None,
+        metavar="N",
+        help="stages run at once once their inputs exist (default: 2 on 2+ cores, else 1)",
+    )
 
     for stage in stages():  # one subcommand per registered stage, its options from its config dataclass
         _stage_parser(sub, stage)
 
-    for name, help_text in (("quantize", "int8 and 4-bit weights for the base model: size and perplexity of each method"),
-                            ("eval", "perplexity on held-out text and exact match on arithmetic")):  # fmt: skip
+    for name, help_text in (
+        ("quantize", "int8 and 4-bit weights for the base model: size and perplexity of each method"),
+        ("eval", "perplexity on held-out text and exact match on arithmetic"),
+    ):
         p = sub.add_parser(name, help=help_text)
         _run_options(p)
         p.add_argument(
@@ -289,8 +308,14 @@ def _dispatch(args) -> int:
         from llmkb.inference.bench import run_benchmark, to_markdown
 
         pretrain = _run_dir(args).require("pretrain")
-        results = run_benchmark(pretrain / "model", pretrain / "shards", new_tokens=args.new_tokens,
-                                draft_steps=args.draft_steps, repeat=args.repeat, threads=args.threads)  # fmt: skip
+        results = run_benchmark(
+            pretrain / "model",
+            pretrain / "shards",
+            new_tokens=args.new_tokens,
+            draft_steps=args.draft_steps,
+            repeat=args.repeat,
+            threads=args.threads,
+        )
         print_results(results, args.out, to_markdown)
     elif args.command == "bench" and args.what == "pretrain":
         from llmkb.pretrain.bench import run_benchmark, to_markdown
@@ -386,10 +411,16 @@ def _generate(args) -> None:
         model_dir = run.require("pretrain") / "model"
     model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
     config = GenerationConfig(
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty, num_beams=args.num_beams, stop_strings=args.stop,
-        seed=args.seed, use_cache=not args.no_cache,
-    )  # fmt: skip
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        num_beams=args.num_beams,
+        stop_strings=args.stop,
+        seed=args.seed,
+        use_cache=not args.no_cache,
+    )
     if args.command == "chat":
         chat_loop(model, tokenizer, config, system=args.system)
     elif args.stream:

@@ -53,10 +53,33 @@ WHEEL_LIST = ROOT / "scripts" / "gpu-wheels.txt"
 #: What the GPU machine has installed (with whatever those need). Everything else the check imports
 #: must be in the wheel list.
 GPU_PREINSTALLED = (
-    "torch", "transformers", "triton", "peft", "accelerate", "safetensors", "tokenizers", "tiktoken",
-    "sentencepiece", "numpy", "pandas", "pyarrow", "xxhash", "tqdm", "pytest", "pytest-timeout", "pyyaml",
-    "jinja2", "rich", "matplotlib", "requests", "httpx", "huggingface-hub", "fsspec", "psutil", "regex",
-)  # fmt: skip
+    "torch",
+    "transformers",
+    "triton",
+    "peft",
+    "accelerate",
+    "safetensors",
+    "tokenizers",
+    "tiktoken",
+    "sentencepiece",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "xxhash",
+    "tqdm",
+    "pytest",
+    "pytest-timeout",
+    "pyyaml",
+    "jinja2",
+    "rich",
+    "matplotlib",
+    "requests",
+    "httpx",
+    "huggingface-hub",
+    "fsspec",
+    "psutil",
+    "regex",
+)
 
 #: Imported when present, not needed: the libraries that use them go on without them.
 OPTIONAL = {"pytz": "pandas", "brotli": "urllib3, httpx and aiohttp"}
@@ -89,10 +112,18 @@ class Sizes:
     shape: dict = field(default_factory=dict)  # overrides of the gpu profile's model shape (--smoke: a toy one)
 
 
-SMOKE = Sizes(pretrain_steps=4, post_steps=2, grpo_steps=1, batch=4, group=2, grpo_new_tokens=8, gen_batches=(1, 2),
-              prompt_tokens=8, new_tokens=8,
-              shape={"context": 128, "d_model": 64, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "d_ff": 160,
-                     "batch_size": 4})  # fmt: skip
+SMOKE = Sizes(
+    pretrain_steps=4,
+    post_steps=2,
+    grpo_steps=1,
+    batch=4,
+    group=2,
+    grpo_new_tokens=8,
+    gen_batches=(1, 2),
+    prompt_tokens=8,
+    new_tokens=8,
+    shape={"context": 128, "d_model": 64, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "d_ff": 160, "batch_size": 4},
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,8 +217,13 @@ def environment(check: Check) -> dict:
 
     from llmkb.device import PEAK_BF16_FLOPS, peak_flops
 
-    info = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "platform": platform.platform(), "device": check.device}  # fmt: skip
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "platform": platform.platform(),
+        "device": check.device,
+    }
     for dist in ("transformers", "peft", "accelerate", "triton", *read_wheel_list()):
         try:
             info[dist] = importlib.metadata.version(dist)
@@ -203,10 +239,17 @@ def environment(check: Check) -> dict:
         return info
     props = torch.cuda.get_device_properties(0)
     peak = peak_flops("cuda")
-    info.update({"gpu": props.name, "gpu_memory_gib": round(props.total_memory / 2**30, 1),
-                 "capability": f"{props.major}.{props.minor}", "gpus": torch.cuda.device_count(),
-                 "bf16": torch.cuda.is_bf16_supported(), "peak_bf16_flops": peak,
-                 "peak_table": PEAK_BF16_FLOPS})  # fmt: skip
+    info.update(
+        {
+            "gpu": props.name,
+            "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+            "capability": f"{props.major}.{props.minor}",
+            "gpus": torch.cuda.device_count(),
+            "bf16": torch.cuda.is_bf16_supported(),
+            "peak_bf16_flops": peak,
+            "peak_table": PEAK_BF16_FLOPS,
+        }
+    )
     if peak is None:
         info["mfu_note"] = f"{props.name} is not in llmkb.device.PEAK_BF16_FLOPS: MFU is null"
     tflops = f"{peak / 1e12:.0f} TFLOP/s dense bf16" if peak else "peak unknown, MFU null"
@@ -271,20 +314,37 @@ def pretrain(check: Check) -> dict:
     from llmkb.stages import run_stage
 
     steps = check.sizes.pretrain_steps
-    overrides = {"max_steps": steps, "warmup_steps": min(200, steps // 3 or 1), "eval_every": steps,
-                 "checkpoint_every": steps, "eval_tokens": 65_536, "progress": check.progress, **check.sizes.shape}  # fmt: skip
+    overrides = {
+        "max_steps": steps,
+        "warmup_steps": min(200, steps // 3 or 1),
+        "eval_every": steps,
+        "checkpoint_every": steps,
+        "eval_tokens": 65_536,
+        "progress": check.progress,
+        **check.sizes.shape,
+    }
     metrics = run_stage("pretrain", check.run, "gpu", **overrides)
     log = list(read_jsonl(check.run.require("pretrain") / "log.jsonl"))
     config = check.run.config("pretrain")
     tokens_per_step = config.batch_size * config.context
     mfu = metrics.get("mfu")
-    out = {**{k: metrics.get(k) for k in ("params", "tokens_per_s", "mfu", "val_loss", "train_s", "wall_s")},
-           "steps": steps, "tokens_per_step": tokens_per_step, "first_step_s": round(tokens_per_step / log[0]["tokens_per_s"], 2),
-           "shape": {k: getattr(config, k) for k in ("context", "d_model", "n_layer", "n_head", "n_kv_head", "d_ff", "batch_size")},
-           "mfu_goal": GOALS["pretrain_mfu"], "mfu_goal_met": None if mfu is None else mfu >= GOALS["pretrain_mfu"]}  # fmt: skip
+    out = {
+        **{k: metrics.get(k) for k in ("params", "tokens_per_s", "mfu", "val_loss", "train_s", "wall_s")},
+        "steps": steps,
+        "tokens_per_step": tokens_per_step,
+        "first_step_s": round(tokens_per_step / log[0]["tokens_per_s"], 2),
+        "shape": {
+            k: getattr(config, k)
+            for k in ("context", "d_model", "n_layer", "n_head", "n_kv_head", "d_ff", "batch_size")
+        },
+        "mfu_goal": GOALS["pretrain_mfu"],
+        "mfu_goal_met": None if mfu is None else mfu >= GOALS["pretrain_mfu"],
+    }
     shown = f"MFU {mfu:.1%}" if mfu is not None else "MFU null (unknown peak)"
-    out["summary"] = (f"{out['params'] / 1e6:.1f}M params, {out['tokens_per_s']:,.0f} tokens/s, {shown} "
-                      f"(median of steps after the first fifth; first step {out['first_step_s']} s with compilation)")  # fmt: skip
+    out["summary"] = (
+        f"{out['params'] / 1e6:.1f}M params, {out['tokens_per_s']:,.0f} tokens/s, {shown} "
+        f"(median of steps after the first fifth; first step {out['first_step_s']} s with compilation)"
+    )
     return out
 
 
@@ -314,8 +374,14 @@ def _sums(n: int, seed: int = 0) -> list[dict]:
 
 def _pairs(records: list[dict]) -> list[dict]:
     """Preference pairs from worked sums: the right answer chosen, another sum's rejected."""
-    return [{"prompt": r["messages"][:1], "chosen": r["messages"][1]["content"],
-             "rejected": records[(i + 1) % len(records)]["messages"][1]["content"]} for i, r in enumerate(records)]  # fmt: skip
+    return [
+        {
+            "prompt": r["messages"][:1],
+            "chosen": r["messages"][1]["content"],
+            "rejected": records[(i + 1) % len(records)]["messages"][1]["content"],
+        }
+        for i, r in enumerate(records)
+    ]
 
 
 def sft(check: Check) -> dict:
@@ -324,13 +390,18 @@ def sft(check: Check) -> dict:
 
     tokenizer = _tokenizer(check)
     s = check.sizes
-    config = SFTConfig(max_steps=s.post_steps, batch_size=s.batch, warmup_steps=1, eval_every=s.post_steps,
-                       progress=check.progress)  # fmt: skip
+    config = SFTConfig(
+        max_steps=s.post_steps, batch_size=s.batch, warmup_steps=1, eval_every=s.post_steps, progress=check.progress
+    )
     t0 = time.perf_counter()
     _, log, summary = fine_tune(_model(check, len(tokenizer)), tokenizer, _sums(s.post_steps * s.batch), [], config)
-    out = {"steps": s.post_steps, "s_per_step": summary["s_per_step"], "wall_s": round(time.perf_counter() - t0, 2),
-           "tokens_per_s": statistics.median(r["tokens_per_s"] for r in log[1:] or log),
-           "cuda_peak_gib": round(summary.get("cuda_peak_bytes", 0) / 2**30, 2)}  # fmt: skip
+    out = {
+        "steps": s.post_steps,
+        "s_per_step": summary["s_per_step"],
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "tokens_per_s": statistics.median(r["tokens_per_s"] for r in log[1:] or log),
+        "cuda_peak_gib": round(summary.get("cuda_peak_bytes", 0) / 2**30, 2),
+    }
     out["summary"] = f"{out['s_per_step']} s/step (median after the first, which compiles), batch {s.batch}"
     return out
 
@@ -372,15 +443,27 @@ def grpo(check: Check) -> dict:
 
     tokenizer = _tokenizer(check)
     s = check.sizes
-    settings = GRPOSettings(group_size=s.group, prompts_per_step=s.group, max_new_tokens=s.grpo_new_tokens,
-                            max_steps=s.grpo_steps, progress=check.progress)  # fmt: skip
+    settings = GRPOSettings(
+        group_size=s.group,
+        prompts_per_step=s.group,
+        max_new_tokens=s.grpo_new_tokens,
+        max_steps=s.grpo_steps,
+        progress=check.progress,
+    )
     t0 = time.perf_counter()
     _, log = train_grpo_trl(_model(check, len(tokenizer)), tokenizer, _sums(s.group * s.grpo_steps), settings)
     wall = time.perf_counter() - t0
-    out = {"steps": len(log), "s_per_step": round(wall / max(len(log), 1), 3), "wall_s": round(wall, 2),
-           "answers_per_step": s.group * s.group, "max_new_tokens": s.grpo_new_tokens}  # fmt: skip
-    out["summary"] = (f"{out['s_per_step']} s/step (trl's GRPOTrainer, whole call / steps), "
-                      f"{out['answers_per_step']} sampled answers of up to {s.grpo_new_tokens} tokens per step")  # fmt: skip
+    out = {
+        "steps": len(log),
+        "s_per_step": round(wall / max(len(log), 1), 3),
+        "wall_s": round(wall, 2),
+        "answers_per_step": s.group * s.group,
+        "max_new_tokens": s.grpo_new_tokens,
+    }
+    out["summary"] = (
+        f"{out['s_per_step']} s/step (trl's GRPOTrainer, whole call / steps), "
+        f"{out['answers_per_step']} sampled answers of up to {s.grpo_new_tokens} tokens per step"
+    )
     return out
 
 
@@ -421,10 +504,13 @@ def generation(check: Check) -> dict:
         greedy(decoder, prompt, new, step)  # compiles, then records the CUDA graph
         compile_s = time.perf_counter() - t0
         compiled_s, compiled = _timed(lambda: greedy(decoder, prompt, new, step), check.device)
-        out[f"batch_{batch}"] = {"eager_tokens_per_s": round(batch * new / eager_s, 1),
-                                 "compiled_tokens_per_s": round(batch * new / compiled_s, 1),
-                                 "speedup": round(eager_s / compiled_s, 2), "compile_s": round(compile_s, 1),
-                                 "same_tokens": round(float((eager == compiled).float().mean()), 4)}  # fmt: skip
+        out[f"batch_{batch}"] = {
+            "eager_tokens_per_s": round(batch * new / eager_s, 1),
+            "compiled_tokens_per_s": round(batch * new / compiled_s, 1),
+            "speedup": round(eager_s / compiled_s, 2),
+            "compile_s": round(compile_s, 1),
+            "same_tokens": round(float((eager == compiled).float().mean()), 4),
+        }
     prompt = torch.randint(0, vocab, (1, s.prompt_tokens), generator=torch.Generator().manual_seed(0))
     config = GenerationConfig(max_new_tokens=new)
     loop_s, _ = _timed(lambda: generate_ids(model, prompt, None, config, eos_ids=[-1]), check.device, repeat=2)
@@ -454,8 +540,20 @@ def gpu_test_files() -> list[str]:
 def pytest_phase(check: Check) -> dict:
     budget = max(60, int(check.args.budget - (time.perf_counter() - check.started)))
     # addopts cleared: its --benchmark-disable needs pytest-benchmark, which the GPU machine lacks.
-    command = [sys.executable, "-m", "pytest", "-m", "gpu", "-o", "addopts=", "-p", "no:cacheprovider", "-q",
-               "--strict-markers", *gpu_test_files()]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "gpu",
+        "-o",
+        "addopts=",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--strict-markers",
+        *gpu_test_files(),
+    ]
     try:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=budget)
     except subprocess.TimeoutExpired as e:
@@ -480,8 +578,18 @@ def imports(check: Check) -> dict:
     return out
 
 
-RUNNERS = {"environment": environment, "prepare": prepare, "pretrain": pretrain, "sft": sft, "reward": reward,
-           "dpo": dpo, "grpo": grpo, "generation": generation, "pytest": pytest_phase, "imports": imports}  # fmt: skip
+RUNNERS = {
+    "environment": environment,
+    "prepare": prepare,
+    "pretrain": pretrain,
+    "sft": sft,
+    "reward": reward,
+    "dpo": dpo,
+    "grpo": grpo,
+    "generation": generation,
+    "pytest": pytest_phase,
+    "imports": imports,
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -491,10 +599,15 @@ RUNNERS = {"environment": environment, "prepare": prepare, "pretrain": pretrain,
 def summary_markdown(results: dict) -> str:
     """results.json as a page: the machine, then one row per phase."""
     env = results["phases"].get("environment", {})
-    lines = [f"# llmkb GPU check: {env.get('gpu') or 'no CUDA GPU found'}", "",
-             f"{results['finished'] or results['started']} · torch {env.get('torch')} · CUDA {env.get('cuda')} · "
-             f"Python {env.get('python')} · {'smoke run on the CPU (toy sizes)' if results['smoke'] else ''}".rstrip(" ·"),
-             "", "| phase | status | seconds | result |", "|---|---|---:|---|"]  # fmt: skip
+    lines = [
+        f"# llmkb GPU check: {env.get('gpu') or 'no CUDA GPU found'}",
+        "",
+        f"{results['finished'] or results['started']} · torch {env.get('torch')} · CUDA {env.get('cuda')} · "
+        f"Python {env.get('python')} · {'smoke run on the CPU (toy sizes)' if results['smoke'] else ''}".rstrip(" ·"),
+        "",
+        "| phase | status | seconds | result |",
+        "|---|---|---:|---|",
+    ]
     for name, phase in results["phases"].items():
         detail = phase.get("summary") or phase.get("reason") or phase.get("error", "").splitlines()[-1:] or [""]
         detail = detail if isinstance(detail, str) else detail[0]
@@ -517,8 +630,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "scripts/gpu_wheels.sh downloads them).",
     )
     parser.add_argument("--prepare", action="store_true", help="CPU machine: make the carry folder's run/ and stop")
-    parser.add_argument("--data-profile", choices=("quick", "default"), default="quick",
-                        help="--prepare: the data stage's profile (default quick: about a minute)")  # fmt: skip
+    parser.add_argument(
+        "--data-profile",
+        choices=("quick", "default"),
+        default="quick",
+        help="--prepare: the data stage's profile (default quick: about a minute)",
+    )
     parser.add_argument("--carry", default=str(ROOT / ".gpu-carry"), help="carry folder (default .gpu-carry)")
     parser.add_argument("--out", default=os.environ.get("OUT") or "gpu-check", help="results folder (default $OUT)")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "gpu-check"), help="run folder the stages use")
@@ -560,8 +677,14 @@ def main(argv: list[str] | None = None) -> int:
     check = Check(args, sizes, device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {"started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "finished": None,
-               "smoke": args.smoke, "sizes": dataclasses.asdict(sizes), "goals": GOALS, "phases": {}}  # fmt: skip
+    results = {
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "finished": None,
+        "smoke": args.smoke,
+        "sizes": dataclasses.asdict(sizes),
+        "goals": GOALS,
+        "phases": {},
+    }
     for name in PHASES:
         if name not in args.phases:
             continue
@@ -584,8 +707,10 @@ def main(argv: list[str] | None = None) -> int:
         write_results(out, results)
     results["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     if not cuda and not args.smoke:
-        results["note"] = ("No CUDA GPU found: only the phases that need none ran (environment, prepare, imports); "
-                           "run this again on a machine with a CUDA GPU for the numbers.")  # fmt: skip
+        results["note"] = (
+            "No CUDA GPU found: only the phases that need none ran (environment, prepare, imports); "
+            "run this again on a machine with a CUDA GPU for the numbers."
+        )
     write_results(out, results)
     print(summary_markdown(results))  # the note included
     return 1 if any(p["status"] == "failed" for p in results["phases"].values()) else 0

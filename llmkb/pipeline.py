@@ -75,20 +75,38 @@ def _run_subprocesses(run: RunDir, profile: str, jobs: int, console: Console) ->
     all_stages = stages()
 
     def command(name: str) -> list[str]:
-        return [sys.executable, "-m", "llmkb", name, "--run", run.root.name, "--runs-root", str(run.root.parent),
-                "--profile", profile]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "llmkb",
+            name,
+            "--run",
+            run.root.name,
+            "--runs-root",
+            str(run.root.parent),
+            "--profile",
+            profile,
+        ]
 
     console.print(f"running up to {jobs} stages at once; each stage's output goes to {run.root}/<stage>/log.txt")
     by_priority = sorted(all_stages, key=lambda s: -s.priority)  # stable: pipeline order among equals
-    return run_parallel([s.name for s in by_priority], {s.name: s.needs for s in all_stages}, command,
-                        lambda name: run.root / name / "log.txt", jobs, console)  # fmt: skip
+    return run_parallel(
+        [s.name for s in by_priority],
+        {s.name: s.needs for s in all_stages},
+        command,
+        lambda name: run.root / name / "log.txt",
+        jobs,
+        console,
+    )
 
 
 def _failure_message(status: dict[str, str], log_path: Callable[[str], Path]) -> str:
     failed = [f"{name} (log: {log_path(name)})" for name, state in status.items() if state == "failed"]
     skipped = [name for name, state in status.items() if state == "skipped"]
-    return (f"stages failed: {', '.join(failed)}; skipped because they need them: {', '.join(skipped) or 'none'}; "
-            "the report card holds the stages that finished")  # fmt: skip
+    return (
+        f"stages failed: {', '.join(failed)}; skipped because they need them: {', '.join(skipped) or 'none'}; "
+        "the report card holds the stages that finished"
+    )
 
 
 @dataclass
@@ -98,8 +116,14 @@ class _Child:
     task: TaskID  # its line in the live status
 
 
-def run_parallel(names: list[str], needs: dict[str, tuple[str, ...]], command: Callable[[str], list[str]],
-                 log_path: Callable[[str], Path], jobs: int, console: Console) -> dict[str, str]:  # fmt: skip
+def run_parallel(
+    names: list[str],
+    needs: dict[str, tuple[str, ...]],
+    command: Callable[[str], list[str]],
+    log_path: Callable[[str], Path],
+    jobs: int,
+    console: Console,
+) -> dict[str, str]:
     """Run each of ``names`` as the subprocess ``command(name)``, up to ``jobs`` at once; return each one's status.
 
     A name starts once every name it ``needs`` has finished (several ready ones start in the order of
@@ -223,29 +247,60 @@ def report_table(card: dict) -> Table:
 # shows all its metrics; every metric stays in report_card.json.
 KEY_NUMBERS = {
     "data": [("crawled", "{:,} pages crawled"), ("kept", "{:,} kept"), ("megabytes", "{:.2f} MB of text")],
-    "tokenizer": [("vocab_size", "{:,} tokens"), ("heldout_bytes_per_token", "{:.2f} bytes per token on held-out text")],
-    "pretrain": [("params", "{:,} parameters"), ("steps", "{:,} steps"), ("val_perplexity", "held-out perplexity {:.0f}"),
-                 ("unigram_val_perplexity", "(unigram baseline {:.0f})")],
-    "sft": [("sft_format", "format followed {:.0%}"), ("base_format", "(base model {:.0%})"),
-            ("sft_correct", "answers right {:.0%}"), ("identity_sft", "says its own name {:.0%}")],
+    "tokenizer": [
+        ("vocab_size", "{:,} tokens"),
+        ("heldout_bytes_per_token", "{:.2f} bytes per token on held-out text"),
+    ],
+    "pretrain": [
+        ("params", "{:,} parameters"),
+        ("steps", "{:,} steps"),
+        ("val_perplexity", "held-out perplexity {:.0f}"),
+        ("unigram_val_perplexity", "(unigram baseline {:.0f})"),
+    ],
+    "sft": [
+        ("sft_format", "format followed {:.0%}"),
+        ("base_format", "(base model {:.0%})"),
+        ("sft_correct", "answers right {:.0%}"),
+        ("identity_sft", "says its own name {:.0%}"),
+    ],
     "reward": [("judgements", "{:,} labeler judgements"), ("test_accuracy", "reward model held-out accuracy {:.0%}")],
-    "ppo": [("win_rate_vs_sft", "win rate vs SFT {:.2f} with the KL penalty"),
-            ("no_kl_win_rate_vs_sft", "{:.2f} without it"), ("no_kl_kl_end", "(KL {:.1f}: reward hacking)")],
+    "ppo": [
+        ("win_rate_vs_sft", "win rate vs SFT {:.2f} with the KL penalty"),
+        ("no_kl_win_rate_vs_sft", "{:.2f} without it"),
+        ("no_kl_kl_end", "(KL {:.1f}: reward hacking)"),
+    ],
     "dpo": [("eval_win_rate", "win rate vs SFT {:.2f}"), ("eval_tie", "ties {:.0%}")],
-    "grpo": [("steps_accuracy", "sums right with worked steps {:.0%}"), ("direct_accuracy", "direct answers {:.0%}"),
-             ("calc_accuracy", "with a calculator tool {:.0%}"),
-             ("before_sampled_accuracy", "sampled {:.0%}"), ("after_sampled_accuracy", "-> {:.0%} after GRPO")],
-    "psychology": [("never_before_made_up", "made-up answers about unknown people {:.0%}"),
-                   ("never_after_refused", "refused after training refusals {:.0%}"),
-                   ("frequent_sft_after_right", "known people still right {:.0%}")],
-    "search": [("once_found", "searches found {:.0%} of once-mentioned people"), ("once_with_right", "answered right {:.0%}"),
-               ("once_without_right", "(without the tool {:.0%})"), ("never_with_refused", "unknown people refused {:.0%}")],
-    "spelling": [("taught_spell_several", "taught words spelled {:.0%}"), ("held_out_spell_one", "new one-token words {:.0%}"),
-                 ("held_out_spell_several", "new words of several tokens {:.0%}")],
-}  # fmt: skip
+    "grpo": [
+        ("steps_accuracy", "sums right with worked steps {:.0%}"),
+        ("direct_accuracy", "direct answers {:.0%}"),
+        ("calc_accuracy", "with a calculator tool {:.0%}"),
+        ("before_sampled_accuracy", "sampled {:.0%}"),
+        ("after_sampled_accuracy", "-> {:.0%} after GRPO"),
+    ],
+    "psychology": [
+        ("never_before_made_up", "made-up answers about unknown people {:.0%}"),
+        ("never_after_refused", "refused after training refusals {:.0%}"),
+        ("frequent_sft_after_right", "known people still right {:.0%}"),
+    ],
+    "search": [
+        ("once_found", "searches found {:.0%} of once-mentioned people"),
+        ("once_with_right", "answered right {:.0%}"),
+        ("once_without_right", "(without the tool {:.0%})"),
+        ("never_with_refused", "unknown people refused {:.0%}"),
+    ],
+    "spelling": [
+        ("taught_spell_several", "taught words spelled {:.0%}"),
+        ("held_out_spell_one", "new one-token words {:.0%}"),
+        ("held_out_spell_several", "new words of several tokens {:.0%}"),
+    ],
+}
 # Plots from the run folder that the home page shows under the table: (stage, file, caption).
-CARD_PLOTS = [("pretrain", "loss.png", "pretraining loss"), ("sft", "loss.png", "SFT loss"),
-              ("ppo", "reward_hacking.png", "PPO: reward model vs the labeler"), ("grpo", "grpo.png", "GRPO rewards")]  # fmt: skip
+CARD_PLOTS = [
+    ("pretrain", "loss.png", "pretraining loss"),
+    ("sft", "loss.png", "SFT loss"),
+    ("ppo", "reward_hacking.png", "PPO: reward model vs the labeler"),
+    ("grpo", "grpo.png", "GRPO rewards"),
+]
 
 
 def key_numbers(stage: str, metrics: dict) -> str:

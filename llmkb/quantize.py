@@ -176,8 +176,10 @@ def groupwise_int4(w: torch.Tensor, group_size: int = 128) -> tuple[torch.Tensor
         raise ValueError(f"groupwise_int4 quantizes a 2-D (out, in) weight; got shape {tuple(w.shape)}")
     out_features, in_features = w.shape
     if group_size < 2 or group_size % 2 or in_features % group_size:
-        raise ValueError(f"weight of shape ({out_features}, {in_features}): in_features {in_features} is not a "
-                         f"multiple of group_size {group_size} (which must be even, for packing)")  # fmt: skip
+        raise ValueError(
+            f"weight of shape ({out_features}, {in_features}): in_features {in_features} is not a "
+            f"multiple of group_size {group_size} (which must be even, for packing)"
+        )
     groups = w.detach().float().view(out_features, in_features // group_size, group_size)  # (out, n_groups, g)
     q, scale, zero = _zeropoint(groups, dim=2, levels=16)  # q (out, n_groups, g); scale, zero (out, n_groups, 1)
     return pack_int4(q.view(out_features, in_features)), scale.squeeze(2), zero.squeeze(2).to(torch.uint8)
@@ -286,8 +288,11 @@ def quantize_model(model: nn.Module, method: str, skip: Iterable[str] = SKIP, sh
     kind, granularity = check_method(method)
     skip = tuple(skip)
     model = copy.deepcopy(model)
-    targets = [(name, module) for name, module in model.named_modules()
-               if isinstance(module, nn.Linear) and not _skipped(name, skip)]  # fmt: skip
+    targets = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and not _skipped(name, skip)
+    ]
     for name, linear in targets:
         group_size = None
         if kind == "int4":
@@ -321,8 +326,12 @@ def model_bytes(model: nn.Module, only: type | tuple[type, ...] | None = None, s
         tensors = [*model.parameters(), *model.buffers()]
     else:
         skip = tuple(skip)
-        tensors = [t for name, m in model.named_modules() if isinstance(m, only) and not _skipped(name, skip)
-                   for t in (*m.parameters(recurse=False), *m.buffers(recurse=False))]  # fmt: skip
+        tensors = [
+            t
+            for name, m in model.named_modules()
+            if isinstance(m, only) and not _skipped(name, skip)
+            for t in (*m.parameters(recurse=False), *m.buffers(recurse=False))
+        ]
     unique = {id(t): t for t in tensors}
     return sum(t.numel() * t.element_size() for t in unique.values())
 
@@ -333,16 +342,22 @@ def model_bytes(model: nn.Module, only: type | tuple[type, ...] | None = None, s
 
 def _linear_params(model: nn.Module, skip: Iterable[str]) -> int:
     """How many weights the quantizable linear layers hold (whatever their storage)."""
-    return sum(m.in_features * m.out_features for name, m in model.named_modules()
-               if isinstance(m, LINEARS) and not _skipped(name, skip))  # fmt: skip
+    return sum(
+        m.in_features * m.out_features
+        for name, m in model.named_modules()
+        if isinstance(m, LINEARS) and not _skipped(name, skip)
+    )
 
 
 @torch.no_grad()
 def max_weight_error(original: nn.Module, quantized: nn.Module) -> float:
     """The largest ``|w - dequantized w|`` over all quantized layers (0.0 when none is quantized)."""
     layers = dict(original.named_modules())
-    errors = [float((layers[name].weight.float() - m.dequantized_weight()).abs().max())
-              for name, m in quantized.named_modules() if isinstance(m, QuantizedLinear)]  # fmt: skip
+    errors = [
+        float((layers[name].weight.float() - m.dequantized_weight()).abs().max())
+        for name, m in quantized.named_modules()
+        if isinstance(m, QuantizedLinear)
+    ]
     return max(errors, default=0.0)
 
 
@@ -385,8 +400,11 @@ def compare_methods(
             "max_abs_weight_error": max_weight_error(model, quantized),
         }
         if method.startswith("int4"):
-            row["group_sizes"] = {name: m.group_size for name, m in quantized.named_modules()
-                                  if isinstance(m, QuantizedLinear) and m.group_size != METHODS[method][1]}  # fmt: skip
+            row["group_sizes"] = {
+                name: m.group_size
+                for name, m in quantized.named_modules()
+                if isinstance(m, QuantizedLinear) and m.group_size != METHODS[method][1]
+            }
         rows.append(row)
     base = rows[0]["perplexity"]
     for row in rows:

@@ -26,8 +26,9 @@ def tok():
 @pytest.fixture(scope="module")
 def gpt(tok) -> GPT:
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size=len(tok), context=64, d_model=32, n_layer=2, n_head=4, n_kv_head=2, d_ff=64,
-                         tie_embeddings=False)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=len(tok), context=64, d_model=32, n_layer=2, n_head=4, n_kv_head=2, d_ff=64, tie_embeddings=False
+    )
     model = GPT(config).eval()
     with torch.no_grad():
         model.embed_tokens.weight.normal_(0, 1.0)

@@ -42,10 +42,33 @@ def test_set_parses_by_the_field_type():
 
 def test_flags_and_set_together_set_does_last():
     stage = get_stage("pretrain")
-    args = build_parser().parse_args(["pretrain", "--max-steps", "5", "--stop-after", "2", "--device", "cpu",
-                                      "--compile", "no", "--mix", "all", "--set", "n_layer=8", "--set", "max_steps=9"])  # fmt: skip
-    assert stage_overrides(stage, args) == {"max_steps": 9, "stop_after": 2, "device": "cpu", "compile": "no",
-                                            "mix": "all", "n_layer": 8}  # fmt: skip
+    args = build_parser().parse_args(
+        [
+            "pretrain",
+            "--max-steps",
+            "5",
+            "--stop-after",
+            "2",
+            "--device",
+            "cpu",
+            "--compile",
+            "no",
+            "--mix",
+            "all",
+            "--set",
+            "n_layer=8",
+            "--set",
+            "max_steps=9",
+        ]
+    )
+    assert stage_overrides(stage, args) == {
+        "max_steps": 9,
+        "stop_after": 2,
+        "device": "cpu",
+        "compile": "no",
+        "mix": "all",
+        "n_layer": 8,
+    }
     args = build_parser().parse_args(
         ["data", "--seed-url", "http://a.test/", "--seed-url", "http://b.test/", "--warc", "x.warc.gz"]
     )
@@ -78,7 +101,7 @@ def test_unknown_field_is_an_error_listing_the_valid_ones(tmp_path, capsys):
         ("n_layer=eight", "field n_layer is int; cannot read 'eight'"),
         ("progress=maybe", "field progress is bool; cannot read 'maybe'"),
         ("n_layer", "expected FIELD=VALUE"),
-    ],  # fmt: skip
+    ],
 )
 def test_bad_value_is_an_error_naming_field_type_and_value(tmp_path, capsys, setting, message):
     assert main(["pretrain", "--runs-root", str(tmp_path), "--set", setting]) == 2
@@ -90,8 +113,23 @@ def test_bad_value_is_an_error_naming_field_type_and_value(tmp_path, capsys, set
 def test_set_reaches_the_saved_config(tmp_path, capsys):
     text = tmp_path / "text.txt"
     text.write_text("\n".join(d["text"] for d in build_corpus(60_000)), encoding="utf-8")
-    code = main(["tokenizer", "--profile", "quick", "--input", str(text), "--set", "vocab_size=300",
-                 "--set", "max_train_bytes=50000", "--runs-root", str(tmp_path), "--run", "x"])  # fmt: skip
+    code = main(
+        [
+            "tokenizer",
+            "--profile",
+            "quick",
+            "--input",
+            str(text),
+            "--set",
+            "vocab_size=300",
+            "--set",
+            "max_train_bytes=50000",
+            "--runs-root",
+            str(tmp_path),
+            "--run",
+            "x",
+        ]
+    )
     assert code == 0
     assert json.loads(capsys.readouterr().out)["vocab_size"] == 300
     saved = read_json(tmp_path / "x" / "tokenizer" / "config.json")

@@ -101,8 +101,11 @@ def include_problems(page: str, included: list[str], root: Path) -> list[str]:
             problems.append(f"{page}: {path} does not exist")
         else:
             source = (root / path).read_text(encoding="utf-8")
-            problems += [f"{page}: {path} has no [{edge}:{section}] marker" for edge in ("start", "end")
-                         if f"# --8<-- [{edge}:{section}]" not in source]  # fmt: skip
+            problems += [
+                f"{page}: {path} has no [{edge}:{section}] marker"
+                for edge in ("start", "end")
+                if f"# --8<-- [{edge}:{section}]" not in source
+            ]
     return problems
 
 
@@ -126,7 +129,7 @@ def test_a_module_section_is_allowed_and_checked_like_an_example():
             "CONTRIBUTING.md",
         ],
         ROOT,
-    ) == [  # fmt: skip
+    ) == [
         f"{page}: llmkb/tokenizer/bpe.py names no section (include a named section, not a whole file)",
         f"{page}: llmkb/tokenizer/bpe.py has no [start:nowhere] marker",
         f"{page}: llmkb/tokenizer/bpe.py has no [end:nowhere] marker",

@@ -27,8 +27,16 @@ def corpus_urls(folder) -> set[str]:
 def test_the_funnel_only_shrinks_and_ends_with_the_corpus(data_dir):
     funnel = read_json(data_dir / "funnel.json")
     steps = [row["step"] for row in funnel]
-    assert steps == ["crawled (HTTP 200)", "url_filter", "extraction", "language", "quality",
-                     "exact_dedup", "minhash_dedup", "pii_removal"]  # fmt: skip
+    assert steps == [
+        "crawled (HTTP 200)",
+        "url_filter",
+        "extraction",
+        "language",
+        "quality",
+        "exact_dedup",
+        "minhash_dedup",
+        "pii_removal",
+    ]
     counts = [row["documents"] for row in funnel]
     assert counts == sorted(counts, reverse=True) and counts[-1] == len(corpus_urls(data_dir)) > 0
     assert funnel[2]["bytes"] < 0.8 * funnel[1]["bytes"]  # extraction removes the markup

@@ -98,8 +98,10 @@ def test_a_uniform_model_has_perplexity_equal_to_the_vocabulary():
     assert result["bits_per_token"] == pytest.approx(math.log2(50), rel=1e-6)
 
 
-@pytest.mark.parametrize("n,context,stride", [(200, 16, None), (200, 16, 1), (200, 16, 5), (17, 16, 16),
-                                              (18, 16, 4), (2, 16, 3), (101, 10, 10)])  # fmt: skip
+@pytest.mark.parametrize(
+    "n,context,stride",
+    [(200, 16, None), (200, 16, 1), (200, 16, 5), (17, 16, 16), (18, 16, 4), (2, 16, 3), (101, 10, 10)],
+)
 def test_every_token_but_the_first_is_scored_exactly_once(n, context, stride):
     plan = windows(n, context, stride)
     scored = [t for _, end, first in plan for t in range(first, end + 1)]
@@ -189,18 +191,21 @@ def test_arithmetic_problems_are_deterministic_and_right():
         arithmetic_problems(3, ops="/")
 
 
-@pytest.mark.parametrize("text,answer", [
-    ("82", "82"),
-    ("The answer is 82.", "82"),
-    ("37 + 45 = 82", "37"),  # the first number, even when it is not the answer: no guessing
-    ("Answer: 82", "82"),
-    ("Let me think. 30 + 40 = 70, 7 + 5 = 12. Answer: 82.\nNext question", "82."),
-    ("Answer: x\nanswer:  Paris ", "Paris"),  # the last Answer: wins
-    ("about -3 degrees", "-3"),
-    ("1,234,567 people", "1234567"),
-    ("pi is 3.14", "3.14"),
-    ("no digits here", ""),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text,answer",
+    [
+        ("82", "82"),
+        ("The answer is 82.", "82"),
+        ("37 + 45 = 82", "37"),  # the first number, even when it is not the answer: no guessing
+        ("Answer: 82", "82"),
+        ("Let me think. 30 + 40 = 70, 7 + 5 = 12. Answer: 82.\nNext question", "82."),
+        ("Answer: x\nanswer:  Paris ", "Paris"),  # the last Answer: wins
+        ("about -3 degrees", "-3"),
+        ("1,234,567 people", "1234567"),
+        ("pi is 3.14", "3.14"),
+        ("no digits here", ""),
+    ],
+)
 def test_extract_answer(text, answer):
     assert extract_answer(text) == answer
 

@@ -37,8 +37,9 @@ def carry(quick_run, tmp_path) -> Path:
 def run_check(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """scripts/gpu_check.sh with ``args``, CUDA hidden so that a machine with a GPU tests the same path."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable, **(env or {})}
-    return subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), *args], capture_output=True, text=True,
-                          env=env, timeout=900)  # fmt: skip
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), *args], capture_output=True, text=True, env=env, timeout=900
+    )
 
 
 def test_wheel_list_pins_one_version_each_as_installed_here():
@@ -69,8 +70,10 @@ def test_arguments(monkeypatch, capsys):
     monkeypatch.setenv("OUT", "/somewhere/out")
     args = parse_args(["--phases", "environment, pretrain", "--steps", "50"])
     assert (args.phases, args.steps, args.out, args.smoke) == (["environment", "pretrain"], 50, "/somewhere/out", False)
-    for bad, message in ((["--phases", "pretrain,train"], "unknown phase(s) train"),
-                         (["--steps", "0"], "--steps must be >= 1")):  # fmt: skip
+    for bad, message in (
+        (["--phases", "pretrain,train"], "unknown phase(s) train"),
+        (["--steps", "0"], "--steps must be >= 1"),
+    ):
         with pytest.raises(SystemExit) as stop:
             parse_args(bad)
         assert stop.value.code == 2 and message in capsys.readouterr().err
@@ -145,9 +148,15 @@ def test_the_gpu_tests_import_only_what_travels():
 
 
 def test_summary_shows_each_phase_and_the_last_line_of_an_error():
-    results = {"started": "2026-12-03T10:00:00+00:00", "finished": None, "smoke": False, "phases": {
-        "environment": {"status": "ok", "seconds": 0.1, "gpu": "NVIDIA H200", "torch": "2.11.0", "summary": "H200"},
-        "pretrain": {"status": "failed", "seconds": 3.0, "error": "Traceback ...\nRuntimeError: out of memory | x"}}}  # fmt: skip
+    results = {
+        "started": "2026-12-03T10:00:00+00:00",
+        "finished": None,
+        "smoke": False,
+        "phases": {
+            "environment": {"status": "ok", "seconds": 0.1, "gpu": "NVIDIA H200", "torch": "2.11.0", "summary": "H200"},
+            "pretrain": {"status": "failed", "seconds": 3.0, "error": "Traceback ...\nRuntimeError: out of memory | x"},
+        },
+    }
     page = summary_markdown(results)
     assert page.startswith("# llmkb GPU check: NVIDIA H200")
     assert "| pretrain | failed | 3.0 | RuntimeError: out of memory / x |" in page

@@ -34,8 +34,12 @@ from llmkb.model.hf import to_hf
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINED = ROOT / "runs" / "default" / "pretrain" / "model"
-TEXTS = ["The cat sat on the mat. " * 20, "Xin chào thế giới! Tiếng Việt có dấu. " * 5,
-         "你好世界，我们的朋友。" * 5, "Emoji 👋🤖🎉 are fun. " * 5]  # fmt: skip
+TEXTS = [
+    "The cat sat on the mat. " * 20,
+    "Xin chào thế giới! Tiếng Việt có dấu. " * 5,
+    "你好世界，我们的朋友。" * 5,
+    "Emoji 👋🤖🎉 are fun. " * 5,
+]
 PROMPTS = ["The cat", "Xin chào thế giới", "a"]  # three lengths: the batch is left-padded
 
 
@@ -54,8 +58,9 @@ def eos(tok) -> list[int]:
 
 def random_gpt(vocab_size: int, eos: list[int], seed: int, eos_scale: float) -> GPT:
     torch.manual_seed(seed)
-    config = ModelConfig(vocab_size=vocab_size, context=64, d_model=32, n_layer=2, n_head=4, n_kv_head=2, d_ff=64,
-                         tie_embeddings=False)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=vocab_size, context=64, d_model=32, n_layer=2, n_head=4, n_kv_head=2, d_ff=64, tie_embeddings=False
+    )
     model = GPT(config).eval()
     with torch.no_grad():  # larger weights than the init: varied tokens instead of one repeated
         model.embed_tokens.weight.normal_(0, 1.0)
@@ -131,9 +136,18 @@ def test_sampling_errors_are_clear():
         top_k_filter(x, -1)
     with pytest.raises(ValueError, match="repetition_penalty must be > 0"):
         apply_repetition_penalty(x, torch.zeros(1, 1, dtype=torch.long), 0.0)
-    for bad in (dict(top_p=0.0), dict(top_p=1.5), dict(temperature=-0.5), dict(top_k=-2),
-                dict(repetition_penalty=-1.0), dict(num_beams=0), dict(max_new_tokens=0),
-                dict(stop_strings="\n"), dict(early_stopping="sometimes"), dict(num_beams=2, temperature=0.7)):  # fmt: skip
+    for bad in (
+        dict(top_p=0.0),
+        dict(top_p=1.5),
+        dict(temperature=-0.5),
+        dict(top_k=-2),
+        dict(repetition_penalty=-1.0),
+        dict(num_beams=0),
+        dict(max_new_tokens=0),
+        dict(stop_strings="\n"),
+        dict(early_stopping="sometimes"),
+        dict(num_beams=2, temperature=0.7),
+    ):
         with pytest.raises(ValueError):
             GenerationConfig(**bad)
 
@@ -219,14 +233,25 @@ def test_beam_search_equals_hf(gpt, hf, batch, tok, eos, num_beams):
         hf, batch, eos, max_new_tokens=12, do_sample=False, num_beams=num_beams, repetition_penalty=1.5
     )
     assert torch.equal(generate_ids(hf, *batch, cfg, eos), theirs)
-    assert torch.equal(generate_ids(gpt, *batch, GenerationConfig(max_new_tokens=12, num_beams=num_beams, use_cache=False), eos),
-                       generate_ids(gpt, *batch, GenerationConfig(max_new_tokens=12, num_beams=num_beams), eos))  # fmt: skip
+    assert torch.equal(
+        generate_ids(gpt, *batch, GenerationConfig(max_new_tokens=12, num_beams=num_beams, use_cache=False), eos),
+        generate_ids(gpt, *batch, GenerationConfig(max_new_tokens=12, num_beams=num_beams), eos),
+    )
 
 
 def test_all_beams_and_scores_equal_hf(hf, batch, eos):
-    out = hf.generate(batch[0], attention_mask=batch[1], eos_token_id=eos, pad_token_id=eos[0], max_new_tokens=10,
-                      num_beams=3, num_return_sequences=3, do_sample=False, output_scores=True,
-                      return_dict_in_generate=True)  # fmt: skip
+    out = hf.generate(
+        batch[0],
+        attention_mask=batch[1],
+        eos_token_id=eos,
+        pad_token_id=eos[0],
+        max_new_tokens=10,
+        num_beams=3,
+        num_return_sequences=3,
+        do_sample=False,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
     beams = beam_search(hf, *batch, GenerationConfig(max_new_tokens=10, num_beams=3), eos)
     assert torch.equal(beams.sequences.flatten(0, 1), out.sequences[:, batch[0].shape[1] :])
     assert torch.allclose(beams.scores.flatten(), out.sequences_scores)
@@ -287,9 +312,12 @@ def test_streaming_never_splits_a_character_and_joins_to_generate(tok, eos):
 
 
 def test_streaming_equals_generate_on_a_real_model(gpt, tok):
-    configs = [GenerationConfig(max_new_tokens=30), GenerationConfig(max_new_tokens=30, temperature=1.2, seed=1),
-               GenerationConfig(max_new_tokens=30, stop_strings=["d)", "\x18"]),  # both occur in these outputs
-               GenerationConfig(max_new_tokens=10, num_beams=2)]  # fmt: skip
+    configs = [
+        GenerationConfig(max_new_tokens=30),
+        GenerationConfig(max_new_tokens=30, temperature=1.2, seed=1),
+        GenerationConfig(max_new_tokens=30, stop_strings=["d)", "\x18"]),  # both occur in these outputs
+        GenerationConfig(max_new_tokens=10, num_beams=2),
+    ]
     for cfg in configs:
         for prompt in PROMPTS:
             assert "".join(stream(gpt, tok, prompt, cfg)) == generate(gpt, tok, prompt, cfg)[0]
@@ -309,8 +337,9 @@ def test_input_errors_name_the_problem(gpt, tok, eos):
     with pytest.raises(ValueError, match=rf"prompt 0 has {n} tokens; .* at most 63"):
         stream(gpt, tok, long_prompt)
     with pytest.raises(ValueError, match=rf"prompt 0 has {n} tokens"):
-        generate_ids(gpt, torch.tensor([tok(long_prompt, add_special_tokens=False)["input_ids"]]), None,
-                     GenerationConfig(), eos)  # fmt: skip
+        generate_ids(
+            gpt, torch.tensor([tok(long_prompt, add_special_tokens=False)["input_ids"]]), None, GenerationConfig(), eos
+        )
     with pytest.raises(ValueError, match="prompt 0 is empty"):
         generate(gpt, tok, "")
     with pytest.raises(ValueError, match="no prompts"):

@@ -8,14 +8,28 @@ import torch
 from llmkb.inference.bench import median_time, run_benchmark, to_markdown
 from llmkb.model.gpt import GPT, ModelConfig
 
-TINY = dict(new_tokens=6, prompt_tokens=4, long_prompt_tokens=8, batch_sizes=(1, 2), context=24, repeat=1,
-            spec_ks=(1, 3), spec_prompts=2, spec_prompt_tokens=4, spec_new_tokens=6, progress=False)  # fmt: skip
+TINY = dict(
+    new_tokens=6,
+    prompt_tokens=4,
+    long_prompt_tokens=8,
+    batch_sizes=(1, 2),
+    context=24,
+    repeat=1,
+    spec_ks=(1, 3),
+    spec_prompts=2,
+    spec_prompt_tokens=4,
+    spec_new_tokens=6,
+    progress=False,
+)
 
 
 def tiny_gpt(seed: int, vocab: int = 300, **shape) -> GPT:
     torch.manual_seed(seed)
-    return GPT(ModelConfig(**{**dict(vocab_size=vocab, context=32, d_model=32, n_layer=2, n_head=4, n_kv_head=2,
-                                     d_ff=64), **shape}))  # fmt: skip
+    return GPT(
+        ModelConfig(
+            **{**dict(vocab_size=vocab, context=32, d_model=32, n_layer=2, n_head=4, n_kv_head=2, d_ff=64), **shape}
+        )
+    )
 
 
 def check_consistent(r: dict) -> None:

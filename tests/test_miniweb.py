@@ -17,9 +17,29 @@ from llmkb.data.miniweb import FREQUENT_MENTIONS, PASSAGE_REPEATS, SLOW_DELAYS, 
 from llmkb.data.server import MiniWebServer
 from llmkb.io import read_json
 
-PLANTED = ["content", "dup_exact", "dup_near", "foreign", "mixed", "lowq", "blocklisted_domain", "banned_word_url",
-           "pii", "robots_disallowed", "redirect", "redirect_loop", "not_found", "error_500", "transient_500", "slow",
-           "bad_charset", "binary", "huge", "malformed", "encyclopedia"]  # fmt: skip
+PLANTED = [
+    "content",
+    "dup_exact",
+    "dup_near",
+    "foreign",
+    "mixed",
+    "lowq",
+    "blocklisted_domain",
+    "banned_word_url",
+    "pii",
+    "robots_disallowed",
+    "redirect",
+    "redirect_loop",
+    "not_found",
+    "error_500",
+    "transient_500",
+    "slow",
+    "bad_charset",
+    "binary",
+    "huge",
+    "malformed",
+    "encyclopedia",
+]
 
 
 @pytest.fixture(scope="module")

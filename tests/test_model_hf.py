@@ -24,7 +24,7 @@ CONFIGS = {
         rope_theta=500_000.0,
         norm_eps=1e-6,
         tie_embeddings=False,
-    ),  # fmt: skip
+    ),
     "tied-mqa": ModelConfig(vocab_size=64, context=20, d_model=32, n_layer=3, n_head=4, n_kv_head=1, d_ff=40),
 }
 
@@ -136,8 +136,11 @@ def test_saved_folder_loads_with_auto_classes(saved, tokenizer):
     eot = bpe.special_tokens["<|endoftext|>"]
     config = json.loads((folder / "config.json").read_text())
     assert (config["model_type"], config["bos_token_id"], config["eos_token_id"], config["pad_token_id"]) == (
-        "llama", eot, eot, eot,
-    )  # fmt: skip
+        "llama",
+        eot,
+        eot,
+        eot,
+    )
 
     hf_tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     text = "The lazy fox returns a + b.<|endoftext|>"

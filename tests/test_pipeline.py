@@ -124,9 +124,13 @@ def run_fakes(tmp_path, needs, jobs, failing=()):
     """Run fake stages through the scheduler; return their statuses, (start, end) times and the terminal's text."""
     trace, out = tmp_path / "trace.txt", io.StringIO()
     status = run_parallel(
-        list(needs), needs, lambda name: [sys.executable, "-c", FAKE_STAGE, name, str(trace), "3" if name in failing else "0"],
-        lambda name: tmp_path / name / "log.txt", jobs, Console(file=out, width=200),
-    )  # fmt: skip
+        list(needs),
+        needs,
+        lambda name: [sys.executable, "-c", FAKE_STAGE, name, str(trace), "3" if name in failing else "0"],
+        lambda name: tmp_path / name / "log.txt",
+        jobs,
+        Console(file=out, width=200),
+    )
     times = {}
     for line in trace.read_text().splitlines():
         what, name, t = line.split()
@@ -176,8 +180,14 @@ def test_ctrl_c_stops_the_running_stages(tmp_path):
     sleeper = "import os, time; print(os.getpid()); time.sleep(60)"
     threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT)).start()
     with pytest.raises(KeyboardInterrupt):
-        run_parallel(["slow"], {}, lambda name: [sys.executable, "-c", sleeper], lambda name: tmp_path / "log.txt", 1,
-                     Console(file=io.StringIO()))  # fmt: skip
+        run_parallel(
+            ["slow"],
+            {},
+            lambda name: [sys.executable, "-c", sleeper],
+            lambda name: tmp_path / "log.txt",
+            1,
+            Console(file=io.StringIO()),
+        )
     pid = int((tmp_path / "log.txt").read_text())
     with pytest.raises(ProcessLookupError):  # terminated and reaped
         os.kill(pid, 0)

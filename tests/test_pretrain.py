@@ -63,10 +63,23 @@ def tiny_tokenizer(texts: list[str] = TRAIN_TEXTS, vocab_size: int = 300):
 
 def tiny_config(**overrides) -> PretrainConfig:
     fields = dict(
-        context=16, d_model=32, n_layer=1, n_head=2, n_kv_head=1, d_ff=64, batch_size=4, max_steps=30,
-        warmup_steps=5, lr=1e-2, eval_every=10, eval_tokens=512, checkpoint_every=10,
-        device="cpu", compile="no", progress=False,
-    )  # fmt: skip
+        context=16,
+        d_model=32,
+        n_layer=1,
+        n_head=2,
+        n_kv_head=1,
+        d_ff=64,
+        batch_size=4,
+        max_steps=30,
+        warmup_steps=5,
+        lr=1e-2,
+        eval_every=10,
+        eval_tokens=512,
+        checkpoint_every=10,
+        device="cpu",
+        compile="no",
+        progress=False,
+    )
     return PretrainConfig(**{**fields, **overrides})
 
 
@@ -226,10 +239,17 @@ def test_the_loss_goes_down_and_the_summary_matches_the_log(run_a, tokenizer):
     assert val[-1] < val[0]
     params = GPT(config.model_config(len(tokenizer))).num_params()
     assert summary == {
-        "steps": 30, "finished": True, "params": params, "train_loss": log[-1]["loss"], "val_loss": val[-1],
-        "val_perplexity": round(math.exp(val[-1]), 2), "tokens_per_s": summary["tokens_per_s"], "mfu": None,
-        "tokens_seen": 30 * 4 * 16, "train_s": round(sum(4 * 16 / r["tokens_per_s"] for r in log), 1),
-    }  # fmt: skip
+        "steps": 30,
+        "finished": True,
+        "params": params,
+        "train_loss": log[-1]["loss"],
+        "val_loss": val[-1],
+        "val_perplexity": round(math.exp(val[-1]), 2),
+        "tokens_per_s": summary["tokens_per_s"],
+        "mfu": None,
+        "tokens_seen": 30 * 4 * 16,
+        "train_s": round(sum(4 * 16 / r["tokens_per_s"] for r in log), 1),
+    }
     assert summary["tokens_per_s"] > 0
     state = read_state(out / "checkpoint")
     assert state["step"] == 30 and state["model_config"] == config.model_config(len(tokenizer)).to_dict()

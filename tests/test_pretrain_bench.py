@@ -29,8 +29,18 @@ def shards(tmp_path_factory):
     return folder, meta["vocab_size"]
 
 
-TINY = dict(context=16, d_model=32, n_layer=2, n_head=4, n_kv_head=2, d_ff=48, batch_size=4, lr=3e-3, warmup_steps=2,
-            eval_tokens=256)  # fmt: skip
+TINY = dict(
+    context=16,
+    d_model=32,
+    n_layer=2,
+    n_head=4,
+    n_kv_head=2,
+    d_ff=48,
+    batch_size=4,
+    lr=3e-3,
+    warmup_steps=2,
+    eval_tokens=256,
+)
 
 
 def test_both_loops_train_the_same_job(shards):

@@ -88,11 +88,30 @@ def test_two_processes_under_torchrun_train_like_one(tmp_path):
     # The `--` matters: without it torchrun's own parser reads llmkb's `--run` as an ambiguous prefix of
     # its `--run-path` and exits ("ambiguous option: --run could match --run-path, --run_path").
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-        "-m", "llmkb", "--", "pretrain", "--profile", "quick", "--runs-root", str(tmp_path), "--run", "ddp",
-        "--max-steps", str(steps), "--device", "cpu",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "llmkb",
+        "--",
+        "pretrain",
+        "--profile",
+        "quick",
+        "--runs-root",
+        str(tmp_path),
+        "--run",
+        "ddp",
+        "--max-steps",
+        str(steps),
+        "--device",
+        "cpu",
+    ]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 

@@ -10,8 +10,11 @@ from llmkb.io import read_json, read_jsonl
 from llmkb.psychology.config import PsychologyConfig
 from llmkb.psychology.hallucination import REFUSALS, classify, people, questions, rates, refusals
 
-PERSON = {"name": "Ka Lo", "frequency": "never", "facts": {"born": 1801, "city": "Vemora", "occupation": "astronomer",
-                                                           "relation": "rival", "related_to": "Zu Ba"}}  # fmt: skip
+PERSON = {
+    "name": "Ka Lo",
+    "frequency": "never",
+    "facts": {"born": 1801, "city": "Vemora", "occupation": "astronomer", "relation": "rival", "related_to": "Zu Ba"},
+}
 
 
 def test_every_refusal_is_classified_as_one_and_names_the_person():

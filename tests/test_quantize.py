@@ -102,8 +102,10 @@ def test_int4_refuses_groups_that_do_not_divide_the_row():
         groupwise_int4(torch.randn(4, 320), 128)
 
 
-@pytest.mark.parametrize("method,tolerance", [("int8-absmax-tensor", 0.02), ("int8-absmax-row", 0.02),
-                                              ("int8-zeropoint-row", 0.02), ("int4-group128", 0.15)])  # fmt: skip
+@pytest.mark.parametrize(
+    "method,tolerance",
+    [("int8-absmax-tensor", 0.02), ("int8-absmax-row", 0.02), ("int8-zeropoint-row", 0.02), ("int4-group128", 0.15)],
+)
 def test_quantized_linear_is_close_to_the_float_linear(method, tolerance):
     torch.manual_seed(0)
     linear = nn.Linear(256, 64)
@@ -162,8 +164,9 @@ def test_model_bytes_counts_real_dtypes_and_tied_tables_once():
     model = make(RUN_SHAPES)
     assert model_bytes(model) == 4 * model.num_params()  # the tied table once, all float32
     linear = model_bytes(model, LINEARS, SKIP)
-    assert linear == 4 * sum(m.weight.numel() for n, m in model.named_modules()
-                             if isinstance(m, nn.Linear) and n != "lm_head")  # fmt: skip
+    assert linear == 4 * sum(
+        m.weight.numel() for n, m in model.named_modules() if isinstance(m, nn.Linear) and n != "lm_head"
+    )
     layers = [m for n, m in model.named_modules() if isinstance(m, nn.Linear) and n != "lm_head"]
     int8 = quantize_model(model, "int8-absmax-row")
     # 1 byte per weight instead of 4, plus one float32 scale per row (output channel)
@@ -195,9 +198,17 @@ def test_compare_methods_rows_and_table():
         assert row["bytes"] < fp32["bytes"] and row["linear_bytes"] < fp32["linear_bytes"] / 3.5
         assert 0 < row["max_abs_weight_error"] < 0.02 and abs(row["increase_pct"]) < 5
         assert row["tokens"] == fp32["tokens"] == sum(map(len, texts)) + len(texts)
-    assert rows[-1]["group_sizes"] == {f"layers.{i}.{n}": 32 for i in range(2) for n in
-                                       ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                        "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj")} | \
-        {f"layers.{i}.mlp.down_proj": 64 for i in range(2)}  # fmt: skip
+    assert rows[-1]["group_sizes"] == {
+        f"layers.{i}.{n}": 32
+        for i in range(2)
+        for n in (
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+        )
+    } | {f"layers.{i}.mlp.down_proj": 64 for i in range(2)}
     table = to_markdown(rows)
     assert table.count("\n") == 2 + len(rows) and "| int4-group128 |" in table

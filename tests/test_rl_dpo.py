@@ -15,11 +15,14 @@ from llmkb.tokenizer.hf import CHATML_TEMPLATE
 from llmkb.training import NonFiniteLoss
 
 PAIRS = [
-    {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"}],
-     "chosen": "4.", "rejected": "I think it could be five."},
+    {
+        "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"}],
+        "chosen": "4.",
+        "rejected": "I think it could be five.",
+    },
     {"prompt": [{"role": "user", "content": "Capital of France?"}], "chosen": "Paris.", "rejected": "Rome"},
     {"prompt": [{"role": "user", "content": "Say hi."}], "chosen": "Hi!", "rejected": "no"},
-]  # fmt: skip
+]
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +61,31 @@ def test_dpo_loss_equals_trl(tok, tmp_path):
     ours = [encode_pair(tok, p["prompt"], p["chosen"], p["rejected"], context=512) for p in PAIRS]
 
     ids = tok.eos_token_id, tok.eos_token_id, tok.pad_token_id
-    config = TrlConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, bf16=False, fp16=False, beta=beta,
-                       max_length=512, per_device_train_batch_size=len(PAIRS), dataset_num_proc=None)  # fmt: skip
+    config = TrlConfig(
+        output_dir=str(tmp_path),
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        beta=beta,
+        max_length=512,
+        per_device_train_batch_size=len(PAIRS),
+        dataset_num_proc=None,
+    )
     as_messages = lambda reply: [{"role": "assistant", "content": reply}]  # noqa: E731  trl's conversational format
-    dataset = datasets.Dataset.from_list([{"prompt": p["prompt"], "chosen": as_messages(p["chosen"]),
-                                           "rejected": as_messages(p["rejected"])} for p in PAIRS])  # fmt: skip
-    trainer = DPOTrainer(model=to_hf(policy, *ids), ref_model=to_hf(reference, *ids), args=config,
-                         train_dataset=dataset, processing_class=tok)  # fmt: skip
+    dataset = datasets.Dataset.from_list(
+        [
+            {"prompt": p["prompt"], "chosen": as_messages(p["chosen"]), "rejected": as_messages(p["rejected"])}
+            for p in PAIRS
+        ]
+    )
+    trainer = DPOTrainer(
+        model=to_hf(policy, *ids),
+        ref_model=to_hf(reference, *ids),
+        args=config,
+        train_dataset=dataset,
+        processing_class=tok,
+    )
     prepared = trainer.train_dataset
     assert len(prepared) == len(PAIRS)  # nothing dropped or truncated
 
@@ -79,8 +100,12 @@ def test_dpo_loss_equals_trl(tok, tmp_path):
             assert completion[-1] == newline and x["labels"][n:] == completion[:-1] + [
                 IGNORE
             ]  # trl also scores the "\n"
-        aligned.append(tuple({"input_ids": x["input_ids"], "labels": x["labels"][:-1] + [x["input_ids"][-1]]}
-                             for x in (chosen, rejected)))  # fmt: skip
+        aligned.append(
+            tuple(
+                {"input_ids": x["input_ids"], "labels": x["labels"][:-1] + [x["input_ids"][-1]]}
+                for x in (chosen, rejected)
+            )
+        )
 
     trl_batch = trainer.data_collator([prepared[i] for i in range(len(PAIRS))])
     ids_ours, labels_ours, _ = collate([c for c, _ in aligned] + [r for _, r in aligned], tok.pad_token_id)
@@ -89,12 +114,20 @@ def test_dpo_loss_equals_trl(tok, tmp_path):
 
     with torch.no_grad():
         trl_loss = trainer.compute_loss(trainer.model, dict(trl_batch)).item()
-        loss, _, _ = dpo_loss(*pair_logps(policy, aligned, tok.pad_token_id, "cpu"),
-                              *pair_logps(reference, aligned, tok.pad_token_id, "cpu"), beta)  # fmt: skip
-        loss_ours_labels, _, _ = dpo_loss(*pair_logps(policy, ours, tok.pad_token_id, "cpu"),
-                                          *pair_logps(reference, ours, tok.pad_token_id, "cpu"), beta)  # fmt: skip
-    print(f"ours {loss.item():.6f} trl {trl_loss:.6f} diff {abs(loss.item() - trl_loss):.2e} "
-          f"(with our reply + <|im_end|> labels: {loss_ours_labels.item():.6f})")  # fmt: skip
+        loss, _, _ = dpo_loss(
+            *pair_logps(policy, aligned, tok.pad_token_id, "cpu"),
+            *pair_logps(reference, aligned, tok.pad_token_id, "cpu"),
+            beta,
+        )
+        loss_ours_labels, _, _ = dpo_loss(
+            *pair_logps(policy, ours, tok.pad_token_id, "cpu"),
+            *pair_logps(reference, ours, tok.pad_token_id, "cpu"),
+            beta,
+        )
+    print(
+        f"ours {loss.item():.6f} trl {trl_loss:.6f} diff {abs(loss.item() - trl_loss):.2e} "
+        f"(with our reply + <|im_end|> labels: {loss_ours_labels.item():.6f})"
+    )
     assert abs(loss.item() - math.log(2)) > 1e-3  # the policy really differs from the reference
     assert abs(loss.item() - trl_loss) < 1e-4
 

@@ -6,8 +6,20 @@ import pytest
 import torch
 
 from llmkb.model.gpt import GPT, ModelConfig
-from llmkb.rl.grpo import (GRPOSettings, accuracy, as_prompts, correctness, correctness_reward, direct_answers, format_reward, formatting,
-                           group_advantages, sums_model, to_policy, train_grpo_trl)  # fmt: skip
+from llmkb.rl.grpo import (
+    GRPOSettings,
+    accuracy,
+    as_prompts,
+    correctness,
+    correctness_reward,
+    direct_answers,
+    format_reward,
+    formatting,
+    group_advantages,
+    sums_model,
+    to_policy,
+    train_grpo_trl,
+)
 from llmkb.sft.data import reasoning, worked_addition
 from llmkb.sft.masking import _char_tokenizer
 from llmkb.tokenizer.hf import CHATML_TEMPLATE
@@ -53,8 +65,13 @@ def test_rewards_on_wrong_and_badly_formatted_answers():
     assert format_reward(texts) == [f for _, f in cases.values()]
     # trl's calling convention: conversational completions, dataset columns as keyword arguments
     completions = [[{"role": "assistant", "content": t}] for t in texts]
-    kwargs = {"prompts": [[{"role": "user", "content": "What is 47 + 85?"}]] * len(texts), "completions": completions,
-              "completion_ids": [[0]] * len(texts), "answer": ["132"] * len(texts), "trainer_state": None}  # fmt: skip
+    kwargs = {
+        "prompts": [[{"role": "user", "content": "What is 47 + 85?"}]] * len(texts),
+        "completions": completions,
+        "completion_ids": [[0]] * len(texts),
+        "answer": ["132"] * len(texts),
+        "trainer_state": None,
+    }
     assert correctness(**kwargs) == correctness_reward(texts, ["132"] * len(texts))
     assert formatting(**kwargs) == format_reward(texts)
 
@@ -84,10 +101,22 @@ def test_group_advantages_equal_trls_own(tok, tmp_path):
 
     rows = as_prompts(reasoning(seed=0, digits=2, n=n_prompts))
     hf = to_policy(tiny_gpt(tok), tok)
-    args = GRPOConfig(output_dir=str(tmp_path), num_generations=G, per_device_train_batch_size=G * n_prompts,
-                      max_completion_length=4, report_to="none", use_cpu=True, save_strategy="no")  # fmt: skip
-    trainer = GRPOTrainer(model=hf, args=args, processing_class=tok, reward_funcs=[first, second],
-                          train_dataset=datasets.Dataset.from_list(rows))  # fmt: skip
+    args = GRPOConfig(
+        output_dir=str(tmp_path),
+        num_generations=G,
+        per_device_train_batch_size=G * n_prompts,
+        max_completion_length=4,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+    )
+    trainer = GRPOTrainer(
+        model=hf,
+        args=args,
+        processing_class=tok,
+        reward_funcs=[first, second],
+        train_dataset=datasets.Dataset.from_list(rows),
+    )
     assert set(trainer.eos_token_ids) == {tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")}
     trainer.model.train()  # train mode: trl groups by num_generations (eval mode uses num_generations_eval)
     inputs = [row for row in rows for _ in range(G)]  # trl's sampler: each prompt G times in a row
@@ -109,8 +138,16 @@ def test_train_grpo_trl_updates_our_gpt_and_logs_rewards(tok):
         return [sum(ch.isdigit() for ch in c[-1]["content"]) / 4 for c in completions]
 
     # beta > 0: trl computes the KL to a reference copy, which train_grpo_trl must hand it as a folder
-    settings = GRPOSettings(group_size=4, prompts_per_step=2, max_new_tokens=12, lr=1e-2, max_steps=2, beta=0.01,
-                            device="cpu", progress=False)  # fmt: skip
+    settings = GRPOSettings(
+        group_size=4,
+        prompts_per_step=2,
+        max_new_tokens=12,
+        lr=1e-2,
+        max_steps=2,
+        beta=0.01,
+        device="cpu",
+        progress=False,
+    )
     trained, log = train_grpo_trl(model, tok, records, settings, reward_funcs=[digits, correctness])
     assert isinstance(trained, GPT)
     assert any(not torch.equal(before[k], v) for k, v in trained.state_dict().items())

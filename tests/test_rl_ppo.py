@@ -24,8 +24,11 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def records():
     entities, _ = make_entities(random.Random(0))
-    return build_splits({"entities": entities}, seed=0, sizes={"instruction": 16, "conversation": 0, "text_generation": 0,
-                                                               "code": 0, "reasoning": 0})["train"]  # fmt: skip
+    return build_splits(
+        {"entities": entities},
+        seed=0,
+        sizes={"instruction": 16, "conversation": 0, "text_generation": 0, "code": 0, "reasoning": 0},
+    )["train"]
 
 
 def tiny_gpt(tokenizer, seed=0) -> GPT:
@@ -112,8 +115,16 @@ def test_ppo_raises_a_known_reward_and_logs_kl(tokenizer, records):
     reward = LikesLetterE(tiny_gpt(tokenizer, seed=1), tokenizer)
     # The reward takes off somewhere between iterations 10 and 20, later or earlier with the CPU's float
     # results (seeds 0-4 here: all at 0.99-1.0 by iteration 30): 40 iterations put the end on the plateau.
-    config = PPOConfig(iterations=40, batch_size=16, minibatch_size=8, lr=1e-2, critic_lr=1e-3, kl_coef=0.0,
-                       max_new_tokens=16, progress=False)  # fmt: skip
+    config = PPOConfig(
+        iterations=40,
+        batch_size=16,
+        minibatch_size=8,
+        lr=1e-2,
+        critic_lr=1e-3,
+        kl_coef=0.0,
+        max_new_tokens=16,
+        progress=False,
+    )
     trained, log = train_ppo(policy, reward, tokenizer, records, config, true_score=lambda r, t, e: float(t.count("e")))
     assert log[0]["kl"] == 0  # the first rollout comes from the reference itself
     first, last = sum(r["reward"] for r in log[:3]) / 3, sum(r["reward"] for r in log[-3:]) / 3
@@ -124,8 +135,16 @@ def test_ppo_raises_a_known_reward_and_logs_kl(tokenizer, records):
 def test_kl_guard_stops_early_and_errors(tokenizer, records):
     policy = tiny_gpt(tokenizer)
     reward = LikesLetterE(tiny_gpt(tokenizer, seed=1), tokenizer)
-    config = PPOConfig(iterations=30, batch_size=8, minibatch_size=8, lr=3e-3, kl_coef=0.0, stop_kl=0.5,
-                       max_new_tokens=16, progress=False)  # fmt: skip
+    config = PPOConfig(
+        iterations=30,
+        batch_size=8,
+        minibatch_size=8,
+        lr=3e-3,
+        kl_coef=0.0,
+        stop_kl=0.5,
+        max_new_tokens=16,
+        progress=False,
+    )
     _, log = train_ppo(policy, reward, tokenizer, records, config)
     assert len(log) < 30 and log[-1]["kl"] > 0.5 >= max(r["kl"] for r in log[:-1])
     with pytest.raises(ValueError, match="no questions"):

@@ -8,8 +8,17 @@ import pytest
 import torch
 
 from llmkb.model.gpt import GPT, ModelConfig
-from llmkb.rl.reward import (RewardConfig, RewardModel, bradley_terry_loss, encode_pairs, from_hf_reward, pair_batch,
-                             pairwise_accuracy, to_hf_reward, train_reward_model)  # fmt: skip
+from llmkb.rl.reward import (
+    RewardConfig,
+    RewardModel,
+    bradley_terry_loss,
+    encode_pairs,
+    from_hf_reward,
+    pair_batch,
+    pairwise_accuracy,
+    to_hf_reward,
+    train_reward_model,
+)
 from llmkb.sft.masking import _char_tokenizer
 from llmkb.tokenizer.hf import CHATML_TEMPLATE
 
@@ -52,7 +61,7 @@ def test_bradley_terry_loss_and_accuracy():
 
 def test_encoding_is_the_chatml_prompt_plus_the_reply(tok):
     pair = make_pairs(1, seed=3)[0]
-    (chosen, rejected), = encode_pairs(tok, [pair], context=512)  # fmt: skip
+    ((chosen, rejected),) = encode_pairs(tok, [pair], context=512)
     text = tok.decode(chosen["input_ids"])
     assert text.endswith(f"<|im_start|>assistant\n{pair['chosen']}<|im_end|>\n")
     assert tok.decode(rejected["input_ids"]).endswith(f"assistant\n{pair['rejected']}<|im_end|>\n")
@@ -121,12 +130,28 @@ def test_bradley_terry_loss_equals_trl_reward_trainer(tok, tmp_path):
     hf = to_hf_reward(model, tok.pad_token_id)
     # center_rewards_coefficient=None (trl's default) keeps the loss pure Bradley-Terry: with it trl
     # would add coefficient * mean((chosen + rejected)^2), a pull of the scores toward zero.
-    args = TrlRewardConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, bf16=False, fp16=False,
-                           center_rewards_coefficient=None, max_length=512,
-                           save_strategy="no", dataset_num_proc=None)  # fmt: skip
+    args = TrlRewardConfig(
+        output_dir=str(tmp_path),
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        center_rewards_coefficient=None,
+        max_length=512,
+        save_strategy="no",
+        dataset_num_proc=None,
+    )
     # trl's conversational format with an explicit prompt: each reply is a list of messages
-    dataset = datasets.Dataset.from_list([{"prompt": p["prompt"], "chosen": [{"role": "assistant", "content": p["chosen"]}],
-                                           "rejected": [{"role": "assistant", "content": p["rejected"]}]} for p in pairs])  # fmt: skip
+    dataset = datasets.Dataset.from_list(
+        [
+            {
+                "prompt": p["prompt"],
+                "chosen": [{"role": "assistant", "content": p["chosen"]}],
+                "rejected": [{"role": "assistant", "content": p["rejected"]}],
+            }
+            for p in pairs
+        ]
+    )
     trainer = RewardTrainer(model=hf, args=args, train_dataset=dataset, processing_class=tok)
     prepared = trainer.train_dataset
     assert len(prepared) == len(pairs)  # nothing filtered out
@@ -145,8 +170,12 @@ def test_training_learns_a_simple_preference(tok):
     sft = tiny_gpt(tok, seed=5)
     config = RewardConfig(lr=3e-3, max_steps=40, batch_size=8, seed=0, device="cpu", progress=False)
     model, log, summary = train_reward_model(sft, tok, make_pairs(64, seed=10), make_pairs(32, seed=11), config)
-    print({k: summary[k] for k in ("first_test_accuracy", "test_accuracy", "test_loss", "s_per_step")},
-          "first/last loss", log[0]["loss"], log[-1]["loss"])  # fmt: skip
+    print(
+        {k: summary[k] for k in ("first_test_accuracy", "test_accuracy", "test_loss", "s_per_step")},
+        "first/last loss",
+        log[0]["loss"],
+        log[-1]["loss"],
+    )
     assert isinstance(model, RewardModel) and not model.training
     assert len(log) == 40 and {"loss", "accuracy", "margin"} <= log[0].keys()
     assert summary["test_accuracy"] >= 0.9

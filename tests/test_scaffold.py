@@ -101,8 +101,12 @@ def test_the_scaffolded_test_passes_and_fails_when_its_example_breaks(project):
     test = project / "tests" / "test_agents.py"
 
     def pytest_result() -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)], cwd=project,
-                              capture_output=True, text=True)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
+            cwd=project,
+            capture_output=True,
+            text=True,
+        )
 
     passed = pytest_result()
     assert passed.returncode == 0 and "1 passed" in passed.stdout, passed.stdout
@@ -114,10 +118,20 @@ def test_the_scaffolded_test_passes_and_fails_when_its_example_breaks(project):
 
 @pytest.mark.parametrize(
     ("name", "wrong"),
-    [("beyond/Agents", "'Agents'"), ("beyond/agents_x", "'agents_x'"), ("beyond/-agents", "'-agents'"), ("beyond/", "''"),
-     ("beyond/a/b", "'a/b'"), ("agents", "names no section"), ("../agents", "'..'"), (".hidden/agents", "'.hidden'"),
-     ("Beyond/agents", "'Beyond'"), ("generated/agents", "'generated'"), ("my section/agents", "'my section'")],
-)  # fmt: skip
+    [
+        ("beyond/Agents", "'Agents'"),
+        ("beyond/agents_x", "'agents_x'"),
+        ("beyond/-agents", "'-agents'"),
+        ("beyond/", "''"),
+        ("beyond/a/b", "'a/b'"),
+        ("agents", "names no section"),
+        ("../agents", "'..'"),
+        (".hidden/agents", "'.hidden'"),
+        ("Beyond/agents", "'Beyond'"),
+        ("generated/agents", "'generated'"),
+        ("my section/agents", "'my section'"),
+    ],
+)
 def test_bad_names_are_refused_before_anything_is_written(project, name, wrong):
     before = (project / "mkdocs.yml").read_text()
     with pytest.raises(ValueError, match=re.escape(wrong)):

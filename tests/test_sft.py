@@ -14,8 +14,14 @@ from llmkb.model.gpt import GPT, ModelConfig
 from llmkb.sft.config import LORA_TARGETS, SFTConfig
 from llmkb.sft.data import TYPES, build_splits, validate_conversation
 from llmkb.sft.evaluate import follows_format, prompt_of
-from llmkb.sft.identity import (ASSISTANT, TEST_QUESTIONS, TRAIN_QUESTIONS, identity_conversations, says_name,
-                                system_identity_conversations)  # fmt: skip
+from llmkb.sft.identity import (
+    ASSISTANT,
+    TEST_QUESTIONS,
+    TRAIN_QUESTIONS,
+    identity_conversations,
+    says_name,
+    system_identity_conversations,
+)
 from llmkb.sft.masking import _char_tokenizer
 from llmkb.sft.train import add_lora, encode_records, fine_tune, init_chat_tokens, state_bytes, trainable_summary
 from llmkb.tokenizer.hf import CHATML_TEMPLATE
@@ -44,8 +50,17 @@ def tiny_gpt(tokenizer, seed: int = 0) -> GPT:
 
 
 def config(**overrides) -> SFTConfig:
-    return SFTConfig(**{"max_steps": 12, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "eval_every": 6,
-                        "progress": False, **overrides})  # fmt: skip
+    return SFTConfig(
+        **{
+            "max_steps": 12,
+            "batch_size": 8,
+            "lr": 3e-3,
+            "warmup_steps": 2,
+            "eval_every": 6,
+            "progress": False,
+            **overrides,
+        }
+    )
 
 
 def test_our_loop_lowers_the_held_out_loss_and_trains_every_weight(tokenizer, splits):
@@ -80,9 +95,18 @@ def test_lora_trains_only_the_adapters_and_merges_into_the_targets(tokenizer, sp
     cfg = config(method="lora", lora_r=4, lr=1e-2)
     merged, log, summary = fine_tune(model, tokenizer, splits["train"], splits["test"], cfg)
     c = merged.config
-    per_layer = sum(4 * (i + o) for i, o in [(c.d_model, c.n_head * c.head_dim), (c.d_model, c.n_kv_head * c.head_dim),
-                                            (c.d_model, c.n_kv_head * c.head_dim), (c.n_head * c.head_dim, c.d_model),
-                                            (c.d_model, c.d_ff), (c.d_model, c.d_ff), (c.d_ff, c.d_model)])  # fmt: skip
+    per_layer = sum(
+        4 * (i + o)
+        for i, o in [
+            (c.d_model, c.n_head * c.head_dim),
+            (c.d_model, c.n_kv_head * c.head_dim),
+            (c.d_model, c.n_kv_head * c.head_dim),
+            (c.n_head * c.head_dim, c.d_model),
+            (c.d_model, c.d_ff),
+            (c.d_model, c.d_ff),
+            (c.d_ff, c.d_model),
+        ]
+    )
     assert summary["trainable_params"] == c.n_layer * per_layer  # r x (in + out) per target projection
     assert summary["total_params"] == merged.num_params() + summary["trainable_params"]
     assert summary["optimizer_bytes"] == 2 * 4 * summary["trainable_params"]  # fp32 moments of the adapters only
@@ -206,8 +230,10 @@ def test_identity_data(tokenizer):
     assert not set(TEST_QUESTIONS) & set(TRAIN_QUESTIONS)  # the measurement asks questions training never did
     names = [r["meta"]["answer"] for r in system]
     assert len(set(names)) > 35 and ASSISTANT not in names
-    assert all(r["messages"][0]["role"] == "system" and n in r["messages"][0]["content"] and n in r["messages"][2]["content"]
-               for r, n in zip(system, names))  # fmt: skip
+    assert all(
+        r["messages"][0]["role"] == "system" and n in r["messages"][0]["content"] and n in r["messages"][2]["content"]
+        for r, n in zip(system, names)
+    )
     assert identity_conversations(5, seed=3) == identity_conversations(5, seed=3)
 
 

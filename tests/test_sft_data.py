@@ -11,8 +11,20 @@ from pathlib import Path
 import pytest
 
 from llmkb.evaluate.tasks import arithmetic_problems
-from llmkb.sft.data import (EVAL_ARITHMETIC, SIZES, TYPES, build_sft_dataset, build_splits, check_answer, check_length,
-                            load_oasst, load_sharegpt, prompt_key, tokenized_length, validate_conversation)  # fmt: skip
+from llmkb.sft.data import (
+    EVAL_ARITHMETIC,
+    SIZES,
+    TYPES,
+    build_sft_dataset,
+    build_splits,
+    check_answer,
+    check_length,
+    load_oasst,
+    load_sharegpt,
+    prompt_key,
+    tokenized_length,
+    validate_conversation,
+)
 from llmkb.world import make_entities
 
 TOKENIZER = Path(__file__).resolve().parents[1] / "runs" / "default" / "tokenizer"
@@ -42,8 +54,13 @@ def test_every_type_with_the_requested_counts(manifest, splits):
     assert small["train"].column_names == ["messages", "type", "meta"]
     counts = {t: small["train"]["type"].count(t) for t in TYPES}
     assert counts == {**SMALL, "code": 0}
-    assert {t: small["test"]["type"].count(t) for t in TYPES} == {"instruction": 4, "conversation": 2, "text_generation": 1,
-                                                                  "code": 0, "reasoning": 2}  # fmt: skip
+    assert {t: small["test"]["type"].count(t) for t in TYPES} == {
+        "instruction": 4,
+        "conversation": 2,
+        "text_generation": 1,
+        "code": 0,
+        "reasoning": 2,
+    }
     row = small["train"][0]
     assert row["messages"][0] == {"role": "system", "content": "You are brief."}
     assert isinstance(json.loads(row["meta"]), dict)
@@ -111,18 +128,43 @@ def test_test_prompts_are_held_out(splits):
     assert people("test") and not people("test") & people("train")
 
 
-@pytest.mark.parametrize("messages, problem", [
-    ([{"role": "user", "content": "Hi"}, {"role": "user", "content": "Hello?"}], "message 1 is 'user' where 'assistant'"),
-    ([{"role": "assistant", "content": "Hi"}], "message 0 is 'assistant' where 'user'"),
-    ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "system", "content": "x"},
-      {"role": "assistant", "content": "Hi"}], "message 2 is 'system'"),  # fmt: skip
-    ([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "  "}], r"message 1 \(assistant\) is empty"),
-    ([{"role": "user", "content": "Hi"}, {"role": "robot", "content": "beep"}], "message 1 has the unknown role 'robot'"),
-    ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], "no assistant message"),
-    ([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "And?"}],
-     "the last message is 'user'"),  # fmt: skip
-    ([], "non-empty list"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "messages, problem",
+    [
+        (
+            [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Hello?"}],
+            "message 1 is 'user' where 'assistant'",
+        ),
+        ([{"role": "assistant", "content": "Hi"}], "message 0 is 'assistant' where 'user'"),
+        (
+            [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi"},
+                {"role": "system", "content": "x"},
+                {"role": "assistant", "content": "Hi"},
+            ],
+            "message 2 is 'system'",
+        ),
+        (
+            [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "  "}],
+            r"message 1 \(assistant\) is empty",
+        ),
+        (
+            [{"role": "user", "content": "Hi"}, {"role": "robot", "content": "beep"}],
+            "message 1 has the unknown role 'robot'",
+        ),
+        ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], "no assistant message"),
+        (
+            [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello"},
+                {"role": "user", "content": "And?"},
+            ],
+            "the last message is 'user'",
+        ),
+        ([], "non-empty list"),
+    ],
+)
 def test_validation_names_the_record_and_the_problem(messages, problem):
     with pytest.raises(ValueError, match=rf"^record 12: .*{problem}"):
         validate_conversation({"messages": messages}, 12)
@@ -158,9 +200,17 @@ def test_check_length_raises_or_skips():
 
 
 def test_sharegpt(tmp_path):
-    rows = [{"id": "a", "conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Hi"},
-                                          {"from": "gpt", "value": "Hello!"}]},
-            {"conversations": [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]}]  # fmt: skip
+    rows = [
+        {
+            "id": "a",
+            "conversations": [
+                {"from": "system", "value": "Be brief."},
+                {"from": "human", "value": "Hi"},
+                {"from": "gpt", "value": "Hello!"},
+            ],
+        },
+        {"conversations": [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]},
+    ]
     jsonl = tmp_path / "chats.jsonl"
     jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
     records = load_sharegpt(jsonl)
@@ -222,15 +272,18 @@ def test_oasst_best_and_all_paths(tmp_path):
         validate_conversation(record, i)
 
 
-@pytest.mark.parametrize("line, problem", [
-    ("{not json", "line 2: not valid JSON"),
-    (_oasst("x", "nowhere", "assistant", "Hi"), "line 2: parent_id 'nowhere' is not in the file"),
-    (_oasst("x", "q1", "robot", "Hi"), "line 2: role must be 'prompter' or 'assistant'"),
-    (_oasst("x", "q1", "assistant", " "), "line 2: message 'x' has no text"),
-    (_oasst("q1", None, "prompter", "Again"), "line 2: message_id 'q1' already on line 1"),
-    (_oasst("x", "q1", "prompter", "Hi"), "line 2: a prompter message replies to another prompter message"),
-    (_oasst("x", None, "assistant", "Hi"), "line 2: a tree must start with a prompter message"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("{not json", "line 2: not valid JSON"),
+        (_oasst("x", "nowhere", "assistant", "Hi"), "line 2: parent_id 'nowhere' is not in the file"),
+        (_oasst("x", "q1", "robot", "Hi"), "line 2: role must be 'prompter' or 'assistant'"),
+        (_oasst("x", "q1", "assistant", " "), "line 2: message 'x' has no text"),
+        (_oasst("q1", None, "prompter", "Again"), "line 2: message_id 'q1' already on line 1"),
+        (_oasst("x", "q1", "prompter", "Hi"), "line 2: a prompter message replies to another prompter message"),
+        (_oasst("x", None, "assistant", "Hi"), "line 2: a tree must start with a prompter message"),
+    ],
+)
 def test_oasst_errors_name_the_file_and_line(tmp_path, line, problem):
     path = tmp_path / "broken.jsonl"
     path.write_text(_oasst("q1", None, "prompter", "Hi") + "\n" + line + "\n")

@@ -113,9 +113,18 @@ def test_sft_loss_equals_our_gpt_and_trl(setup, records, tmp_path):
     assert abs(ours.item() - gpt_loss.item()) < 1e-6
 
     hf = to_hf(model, tokenizer.eos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
-    config = SFTConfig(output_dir=str(tmp_path), assistant_only_loss=True, report_to="none", use_cpu=True,
-                       bf16=False, fp16=False, save_strategy="no", max_length=context,
-                       per_device_train_batch_size=len(records), dataset_num_proc=None)  # fmt: skip
+    config = SFTConfig(
+        output_dir=str(tmp_path),
+        assistant_only_loss=True,
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        save_strategy="no",
+        max_length=context,
+        per_device_train_batch_size=len(records),
+        dataset_num_proc=None,
+    )
     dataset = datasets.Dataset.from_list([{"messages": r["messages"]} for r in records])
     trainer = SFTTrainer(model=hf, args=config, train_dataset=dataset, processing_class=tokenizer)
     prepared = trainer.train_dataset
@@ -128,7 +137,9 @@ def test_sft_loss_equals_our_gpt_and_trl(setup, records, tmp_path):
     with torch.no_grad():
         trl_loss = trainer.compute_loss(trainer.model, dict(trl_batch))
         hf_loss = hf(input_ids=input_ids, attention_mask=trl_batch["attention_mask"], labels=labels).loss
-    print(f"ours {ours.item():.6f} trl {trl_loss.item():.6f} hf {hf_loss.item():.6f} "
-          f"max diff {max(abs(ours - trl_loss).item(), abs(ours - hf_loss).item()):.2e}")  # fmt: skip
+    print(
+        f"ours {ours.item():.6f} trl {trl_loss.item():.6f} hf {hf_loss.item():.6f} "
+        f"max diff {max(abs(ours - trl_loss).item(), abs(ours - hf_loss).item()):.2e}"
+    )
     assert abs(ours.item() - trl_loss.item()) < 1e-4
     assert abs(ours.item() - hf_loss.item()) < 1e-4

@@ -24,8 +24,21 @@ CONTEXT = 64
 
 def random_gpt(vocab_size: int, eos: list[int], seed: int, eos_scale: float = 1.0, **shape) -> GPT:
     torch.manual_seed(seed)
-    config = ModelConfig(**{**dict(vocab_size=vocab_size, context=CONTEXT, d_model=32, n_layer=2, n_head=4,
-                                   n_kv_head=2, d_ff=64, tie_embeddings=False), **shape})  # fmt: skip
+    config = ModelConfig(
+        **{
+            **dict(
+                vocab_size=vocab_size,
+                context=CONTEXT,
+                d_model=32,
+                n_layer=2,
+                n_head=4,
+                n_kv_head=2,
+                d_ff=64,
+                tie_embeddings=False,
+            ),
+            **shape,
+        }
+    )
     model = GPT(config).eval()
     with torch.no_grad():  # larger weights than the init: varied tokens instead of one repeated
         model.embed_tokens.weight.normal_(0, 1.0)
@@ -194,8 +207,9 @@ def test_train_draft_makes_a_small_model_on_the_same_tokens(tok, tmp_path):
     from llmkb.pretrain.shards import build_shards
 
     meta = build_shards({"train": TEXTS, "val": TEXTS[:2]}, tok, tmp_path / "shards")
-    draft = train_draft(tmp_path / "shards", tmp_path / "draft", steps=4, context=16, batch_size=4, eval_tokens=256,
-                        progress=False)  # fmt: skip
+    draft = train_draft(
+        tmp_path / "shards", tmp_path / "draft", steps=4, context=16, batch_size=4, eval_tokens=256, progress=False
+    )
     c = draft.config
     assert {f: getattr(c, f) for f in DRAFT_MODEL} == DRAFT_MODEL
     assert c.vocab_size == meta["vocab_size"] and c.context == 16 and not draft.training

@@ -53,9 +53,27 @@ def random_strings(n: int, seed: int = 0) -> list[str]:
 
     rng = random.Random(seed)
     pieces = list("aeiouxyzAEZ0123456789 \t\n\r.,;:!?'\"()[]{}-_=+*/#@") + [
-        "ệ", "ở", "đ", "我", "们", "的", "🤖", "👍🏽", "🎉", "  ", "\n\n", "'s", "'LL", "<|endoftext|>", "<|im_end|>",
-        "\u00a0", "\u200b", "½", "٣", "ﬁ",
-    ]  # fmt: skip
+        "ệ",
+        "ở",
+        "đ",
+        "我",
+        "们",
+        "的",
+        "🤖",
+        "👍🏽",
+        "🎉",
+        "  ",
+        "\n\n",
+        "'s",
+        "'LL",
+        "<|endoftext|>",
+        "<|im_end|>",
+        "\u00a0",
+        "\u200b",
+        "½",
+        "٣",
+        "ﬁ",
+    ]
     return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(n)]
 
 
@@ -209,8 +227,14 @@ def test_hf_trainer_with_our_pre_split():
 def test_benchmark_reports_every_number():
     result = run_benchmark(small_corpus()[:4], vocab_size=300)
     assert set(result) == {
-        "corpus_mb", "vocab_size", "cpu_count", "train_s", "train_ratio", "train_ratio_vs_hf_default", "encode_mb_s",
-    }  # fmt: skip
+        "corpus_mb",
+        "vocab_size",
+        "cpu_count",
+        "train_s",
+        "train_ratio",
+        "train_ratio_vs_hf_default",
+        "encode_mb_s",
+    }
     assert set(result["train_s"]) == {"llmkb", "hf_1_thread", "hf_default"}
     assert set(result["encode_mb_s"]) == {"llmkb", "llmkb_cold", "hf_1_thread", "hf_default", "tiktoken"}
     numbers = [v for v in result.values() if not isinstance(v, dict)]

@@ -10,8 +10,13 @@ from llmkb.sft.tools import NO_RESULTS, add_tool_tokens, answer_with_tools, calc
 
 def test_calculator_computes_integer_expressions_and_refuses_anything_else():
     assert calculator(" 47 + 85 ") == "132" and calculator("-3 * (2 - 9)") == "21"
-    for bad, why in (("47 +", "not an expression"), ("__import__('os')", "Call is not allowed"), ("1.5 + 1", "Constant"),
-                     ("7 / 2", "Div is not allowed"), ("True + 1", "Constant")):  # fmt: skip
+    for bad, why in (
+        ("47 +", "not an expression"),
+        ("__import__('os')", "Call is not allowed"),
+        ("1.5 + 1", "Constant"),
+        ("7 / 2", "Div is not allowed"),
+        ("True + 1", "Constant"),
+    ):
         with pytest.raises(ValueError, match=why):
             calculator(bad)
 
@@ -56,8 +61,10 @@ def test_runtime_runs_each_call_and_hands_the_result_back(monkeypatch):
     }
     assert out[1]["calls"][0]["result"].startswith("error: calculator: '2 ** 3'")  # the model sees the error
     # The second round goes on from the call alone (the reply is cut after it) and the tool's message.
-    assert seen[1][0][1:] == [{"role": "assistant", "content": "<|calc_start|>47 + 85<|calc_end|>"},
-                              {"role": "tool", "content": "132"}]  # fmt: skip
+    assert seen[1][0][1:] == [
+        {"role": "assistant", "content": "<|calc_start|>47 + 85<|calc_end|>"},
+        {"role": "tool", "content": "132"},
+    ]
     # A model that keeps calling is stopped after max_calls; a call to a tool the runtime lacks is plain text.
     looping = answer_with_tools(None, None, [[{"role": "user", "content": "loop"}]], {"calc": calculator}, max_calls=2)
     assert len(looping[0]["calls"]) == 2 and looping[0]["text"].startswith("Let me see. <|calc_start|>")

@@ -66,19 +66,27 @@ def evaluate(manifest: dict, kept: list[dict], dropped: list[dict]) -> dict:
         pairs = [
             (u, pages[u]["duplicate_of"])
             for u in entered
-            if kinds(u) & dup_kinds and pages[u].get("duplicate_of") in entered
-            and reached(u, "exact_dedup") and reached(pages[u]["duplicate_of"], "exact_dedup")
-        ]  # fmt: skip
+            if kinds(u) & dup_kinds
+            and pages[u].get("duplicate_of") in entered
+            and reached(u, "exact_dedup")
+            and reached(pages[u]["duplicate_of"], "exact_dedup")
+        ]
         handled = sum(1 for a, b in pairs if not (a in kept_text and b in kept_text))
         in_pairs = {u for pair in pairs for u in pair}
         correct = len(dedup_removed & in_pairs) if category == "duplicates" else None
         results[category] = {
             "planted": len(pairs),
             "recall": round(handled / len(pairs), 4) if pairs else 1.0,
-            **({"removed": len(dedup_removed), "correct": correct,
-                "precision": round(correct / len(dedup_removed), 4) if dedup_removed else 1.0}
-               if correct is not None else {}),
-        }  # fmt: skip
+            **(
+                {
+                    "removed": len(dedup_removed),
+                    "correct": correct,
+                    "precision": round(correct / len(dedup_removed), 4) if dedup_removed else 1.0,
+                }
+                if correct is not None
+                else {}
+            ),
+        }
 
     # PII: every planted value on a page that made it into the corpus must be gone from its text.
     by_kind: dict[str, list[int]] = {}

@@ -209,8 +209,15 @@ def english_documents(count: int, rng: random.Random) -> list[dict]:
     for module in stdlib_docstrings():
         blocks = [" ".join(b.split()) for b in module["text"].split("\n\n") if b.strip()]
         name = blocks[0].removeprefix("Module ")
-        modules.append({"id": module["id"], "kind": "module", "module": name, "title": f"{name} — Python library notes",
-                        "paragraphs": blocks[1:]})  # fmt: skip
+        modules.append(
+            {
+                "id": module["id"],
+                "kind": "module",
+                "module": name,
+                "title": f"{name} — Python library notes",
+                "paragraphs": blocks[1:],
+            }
+        )
         if len(modules) >= n_docs * 1.5 and len(modules) >= 30:
             break
     plays = _pick_or_split(scenes, n_plays, 1500, rng)
@@ -236,24 +243,56 @@ def _pick_or_split(docs: list[dict], need: int, min_chars: int, rng: random.Rand
 
 
 LAYOUTS: dict[str, dict] = {
-    "classic": {"nav": ["Home", "Plays", "Sonnets", "Glossary", "About"], "cookie": False, "ads": 1,
-                "footer": "All texts are in the public domain. Site design by the volunteers."},
-    "docs": {"nav": ["Home", "Library", "Tutorial", "Search", "Download"], "cookie": False, "ads": 0,
-             "footer": "Built from the module sources. Found a bug? Report it on the tracker."},
-    "wiki": {"nav": ["Main page", "Random article", "Recent changes", "Help"], "cookie": False, "ads": 0,
-             "footer": "Text is available under a free licence; additional terms may apply."},
-    "blog": {"nav": ["Home", "Archive", "Travel", "Reading", "Subscribe"], "cookie": True, "ads": 2,
-             "footer": "Thanks for reading. Opinions are my own."},
-    "news": {"nav": ["Front page", "World", "Culture", "Science", "Opinion", "Weather"], "cookie": True, "ads": 3,
-             "footer": "Copyright the news desk. Reproduction without permission is prohibited."},
-    "forum": {"nav": ["Forums", "New posts", "Members", "Log in", "Register"], "cookie": True, "ads": 1,
-              "footer": "Powered by a forum package. Times are UTC."},
-    "spam": {"nav": ["WIN", "BONUS", "CLAIM NOW"], "cookie": True, "ads": 4,
-             "footer": "18+ only. Terms apply. Offer subject to availability."},
-}  # fmt: skip
-AD_TEXTS = ["Sponsored: Sail the fjords this summer, cabins from 499.", "Advertisement: The reading lamp that readers love.",
-            "Sponsored: Learn a language in ten minutes a day.", "Ad: Warm socks, three pairs for the price of two.",
-            "Sponsored: Insurance made simple. Get a quote today."]  # fmt: skip
+    "classic": {
+        "nav": ["Home", "Plays", "Sonnets", "Glossary", "About"],
+        "cookie": False,
+        "ads": 1,
+        "footer": "All texts are in the public domain. Site design by the volunteers.",
+    },
+    "docs": {
+        "nav": ["Home", "Library", "Tutorial", "Search", "Download"],
+        "cookie": False,
+        "ads": 0,
+        "footer": "Built from the module sources. Found a bug? Report it on the tracker.",
+    },
+    "wiki": {
+        "nav": ["Main page", "Random article", "Recent changes", "Help"],
+        "cookie": False,
+        "ads": 0,
+        "footer": "Text is available under a free licence; additional terms may apply.",
+    },
+    "blog": {
+        "nav": ["Home", "Archive", "Travel", "Reading", "Subscribe"],
+        "cookie": True,
+        "ads": 2,
+        "footer": "Thanks for reading. Opinions are my own.",
+    },
+    "news": {
+        "nav": ["Front page", "World", "Culture", "Science", "Opinion", "Weather"],
+        "cookie": True,
+        "ads": 3,
+        "footer": "Copyright the news desk. Reproduction without permission is prohibited.",
+    },
+    "forum": {
+        "nav": ["Forums", "New posts", "Members", "Log in", "Register"],
+        "cookie": True,
+        "ads": 1,
+        "footer": "Powered by a forum package. Times are UTC.",
+    },
+    "spam": {
+        "nav": ["WIN", "BONUS", "CLAIM NOW"],
+        "cookie": True,
+        "ads": 4,
+        "footer": "18+ only. Terms apply. Offer subject to availability.",
+    },
+}
+AD_TEXTS = [
+    "Sponsored: Sail the fjords this summer, cabins from 499.",
+    "Advertisement: The reading lamp that readers love.",
+    "Sponsored: Learn a language in ten minutes a day.",
+    "Ad: Warm socks, three pairs for the price of two.",
+    "Sponsored: Insurance made simple. Get a quote today.",
+]
 COOKIE_TEXT = (
     "We use cookies to improve your experience and to show relevant ads. By continuing you accept our cookie policy."
 )
@@ -281,26 +320,35 @@ def render(page: Page, rng: random.Random, titles: dict[str, str]) -> str:
     head = f'<!DOCTYPE html>\n<html lang="{lang}">\n<head><meta charset="utf-8"><title>{title} | {page.host}</title></head>\n'
     footer_links = " · ".join(f'<a href="{home}">{x}</a>' for x in ("Privacy", "Terms", "Contact"))
     if style in ("classic", "spam"):  # an old table layout
-        return (head + f'<body>\n{cookie}<table width="100%"><tr><td class="menu">{nav}</td></tr>\n<tr><td valign="top">'
-                f'{main}</td>\n<td class="side" valign="top"><b>See also</b><ul>{related}</ul>{ads}</td></tr>\n'
-                f'<tr><td class="footer">{lay["footer"]} {footer_links}</td></tr></table>\n</body>\n</html>\n')  # fmt: skip
+        return (
+            head + f'<body>\n{cookie}<table width="100%"><tr><td class="menu">{nav}</td></tr>\n<tr><td valign="top">'
+            f'{main}</td>\n<td class="side" valign="top"><b>See also</b><ul>{related}</ul>{ads}</td></tr>\n'
+            f'<tr><td class="footer">{lay["footer"]} {footer_links}</td></tr></table>\n</body>\n</html>\n'
+        )
     if style == "docs":
         crumbs = f'<div class="breadcrumbs"><a href="{home}">Docs</a> » Library » {title}</div>'
-        return (head + f'<body>\n<div class="topbar">{nav} <select><option>3.11</option><option>3.12</option></select></div>\n'
-                f'<div class="sphinxsidebar"><h3>Navigation</h3><ul>{related}</ul></div>\n<div class="document">{crumbs}\n'
-                f'<div class="body" role="main">{main}</div></div>\n<div class="footer">{lay["footer"]} {footer_links}</div>\n'
-                '</body>\n</html>\n')  # fmt: skip
+        return (
+            head
+            + f'<body>\n<div class="topbar">{nav} <select><option>3.11</option><option>3.12</option></select></div>\n'
+            f'<div class="sphinxsidebar"><h3>Navigation</h3><ul>{related}</ul></div>\n<div class="document">{crumbs}\n'
+            f'<div class="body" role="main">{main}</div></div>\n<div class="footer">{lay["footer"]} {footer_links}</div>\n'
+            "</body>\n</html>\n"
+        )
     if style == "wiki":
-        return (head + f'<body>\n<div id="mw-panel"><div class="portal">{nav}</div><div class="portal"><h3>Tools</h3>'
-                f'<ul>{related}</ul></div></div>\n<div id="content"><div class="mw-indicators">From the free encyclopedia</div>\n'
-                f'<div id="bodyContent">{main}</div>\n<div class="catlinks">Categories: Invented people | Chronicles</div></div>\n'
-                f'<div id="footer">{lay["footer"]} {footer_links}</div>\n</body>\n</html>\n')  # fmt: skip
+        return (
+            head + f'<body>\n<div id="mw-panel"><div class="portal">{nav}</div><div class="portal"><h3>Tools</h3>'
+            f'<ul>{related}</ul></div></div>\n<div id="content"><div class="mw-indicators">From the free encyclopedia</div>\n'
+            f'<div id="bodyContent">{main}</div>\n<div class="catlinks">Categories: Invented people | Chronicles</div></div>\n'
+            f'<div id="footer">{lay["footer"]} {footer_links}</div>\n</body>\n</html>\n'
+        )
     share = '<div class="share">Share: <a href="#">Facebook</a> <a href="#">Mastodon</a> <a href="#">E-mail</a></div>'
-    return (head + f'<body>\n{cookie}\n<header><nav class="menu">{nav}</nav></header>\n{ads}\n<main><article>{main}'
-            f'</article>{share if style != "forum" else "<div class=signature>-- sent from my phone</div>"}</main>\n'
-            f'<aside class="sidebar"><h3>Popular</h3><ul>{related}</ul><div class="newsletter">Get our newsletter: '
-            f'<input placeholder="you@example"><button>Sign up</button></div></aside>\n<footer>{lay["footer"]} '
-            f'{footer_links}</footer>\n</body>\n</html>\n')  # fmt: skip
+    return (
+        head + f'<body>\n{cookie}\n<header><nav class="menu">{nav}</nav></header>\n{ads}\n<main><article>{main}'
+        f"</article>{share if style != 'forum' else '<div class=signature>-- sent from my phone</div>'}</main>\n"
+        f'<aside class="sidebar"><h3>Popular</h3><ul>{related}</ul><div class="newsletter">Get our newsletter: '
+        f'<input placeholder="you@example"><button>Sign up</button></div></aside>\n<footer>{lay["footer"]} '
+        f"{footer_links}</footer>\n</body>\n</html>\n"
+    )
 
 
 # --------------------------------------------------------------------------- planted pages
@@ -317,13 +365,27 @@ def planned_counts(pages: int) -> dict[str, int]:
         return max(least, round(pages * fraction))
 
     counts = {
-        "dup_exact": share(0.03, 3), "dup_near": share(0.03, 3), "foreign": share(0.05, 2 * len(LANGS)),
-        "mixed": share(0.01, 3), "lowq": share(0.01, 2) * len(LOWQ_KINDS), "blocklisted_domain": share(0.003, 2) * 3,
-        "banned_word_url": share(0.005, 3), "pii": share(0.03, 8), "robots_disallowed": share(0.01, 4),
-        "malformed": share(0.003, 2), "not_found": share(0.003, 3), "transient_500": 2, "slow": len(SLOW_DELAYS),
-        "bad_charset": 2, "binary": 2, "redirect": 3, "redirect_loop": 2, "error_500": 2, "huge": 1,
+        "dup_exact": share(0.03, 3),
+        "dup_near": share(0.03, 3),
+        "foreign": share(0.05, 2 * len(LANGS)),
+        "mixed": share(0.01, 3),
+        "lowq": share(0.01, 2) * len(LOWQ_KINDS),
+        "blocklisted_domain": share(0.003, 2) * 3,
+        "banned_word_url": share(0.005, 3),
+        "pii": share(0.03, 8),
+        "robots_disallowed": share(0.01, 4),
+        "malformed": share(0.003, 2),
+        "not_found": share(0.003, 3),
+        "transient_500": 2,
+        "slow": len(SLOW_DELAYS),
+        "bad_charset": 2,
+        "binary": 2,
+        "redirect": 3,
+        "redirect_loop": 2,
+        "error_500": 2,
+        "huge": 1,
         "encyclopedia": share(0.1, 60),
-    }  # fmt: skip
+    }
     index_pages = len(HOSTS) + pages // 30  # home pages and archive pages
     counts["content"] = max(40, pages - sum(counts.values()) - index_pages)
     return counts
@@ -368,8 +430,12 @@ def _keyword_spam(rng: random.Random) -> list[str]:
 
 
 def _repeated_lines(rng: random.Random) -> list[str]:
-    lines = ["Click here to download the file.", "Free download, no registration needed.", "Mirror 1 is working again.",
-             "Please share this page with your friends."]  # fmt: skip
+    lines = [
+        "Click here to download the file.",
+        "Free download, no registration needed.",
+        "Mirror 1 is working again.",
+        "Please share this page with your friends.",
+    ]
     return [lines[i % len(lines)] for i in range(rng.randrange(40, 60))]
 
 
@@ -399,8 +465,10 @@ def _huge_body(rng: random.Random) -> str:
     """A sensor log dump of about HUGE_BYTES: the kind of huge page a crawler meets (and a filter drops)."""
     rows, size, i = [], 0, 0
     while size < HUGE_BYTES:
-        row = f"<tr><td>2026-01-{1 + i // 86400 % 28:02d}T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}</td>" \
-              f"<td>sensor-{rng.randrange(100):02d}</td><td>{rng.uniform(-20, 40):.3f}</td><td>OK</td></tr>\n"  # fmt: skip
+        row = (
+            f"<tr><td>2026-01-{1 + i // 86400 % 28:02d}T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}</td>"
+            f"<td>sensor-{rng.randrange(100):02d}</td><td>{rng.uniform(-20, 40):.3f}</td><td>OK</td></tr>\n"
+        )
         rows.append(row)
         size += len(row)
         i += 7
@@ -422,8 +490,13 @@ def _with_pii(paragraphs: list[str], fakes: dict, rng: random.Random) -> tuple[l
     out = list(paragraphs)
     for line in lines:
         out.insert(rng.randrange(len(out) + 1), line)
-    pii = [{"kind": "email", "value": email}, {"kind": "email", "value": email2},
-           {"kind": "phone", "value": phones[0]}, {"kind": "phone", "value": phones[1]}, {"kind": "ipv4", "value": ip}]  # fmt: skip
+    pii = [
+        {"kind": "email", "value": email},
+        {"kind": "email", "value": email2},
+        {"kind": "phone", "value": phones[0]},
+        {"kind": "phone", "value": phones[1]},
+        {"kind": "ipv4", "value": ip},
+    ]
     return out, pii, [{"kind": "ipv4_private", "value": private}]
 
 
@@ -482,8 +555,18 @@ def _plant_content(site: _Site, docs: list[dict], rng: random.Random) -> list[Pa
 
 def _plant_encyclopedia(site: _Site, entities: list[dict], count: int, rng: random.Random) -> list[Page]:
     """Chronicle pages on wiki.test: each frequent person's facts on 30 different pages, once-people on one."""
-    pages = [site.add(Page("wiki.test", f"/chronicle/{k + 1}.html", f"Chronicle of notable lives, part {k + 1}", [],
-                           kind=["encyclopedia", "content"])) for k in range(count)]  # fmt: skip
+    pages = [
+        site.add(
+            Page(
+                "wiki.test",
+                f"/chronicle/{k + 1}.html",
+                f"Chronicle of notable lives, part {k + 1}",
+                [],
+                kind=["encyclopedia", "content"],
+            )
+        )
+        for k in range(count)
+    ]
     slots: list[list[str]] = [[] for _ in pages]
     for e in (e for e in entities if e["frequency"] == "frequent"):
         # Random pages and a random order of templates: any regular pattern would make some
@@ -511,16 +594,36 @@ def _plant_duplicates(site: _Site, originals: list[Page], counts: dict, rng: ran
     chosen = rng.sample(originals, counts["dup_exact"] + counts["dup_near"])
     for i, orig in enumerate(chosen):
         if i < counts["dup_exact"]:
-            host, path = (("mirror.test", f"/{orig.host.split('.')[0]}{orig.path}") if i % 2 == 0
-                          else ("blog.test", site.path("/reposts/", orig.title)))  # fmt: skip
-            site.add(Page(host, path, orig.title, list(orig.paragraphs), kind=["dup_exact"], duplicate_of=orig.url,
-                          info={"source": orig.info.get("source")}))  # fmt: skip
+            host, path = (
+                ("mirror.test", f"/{orig.host.split('.')[0]}{orig.path}")
+                if i % 2 == 0
+                else ("blog.test", site.path("/reposts/", orig.title))
+            )
+            site.add(
+                Page(
+                    host,
+                    path,
+                    orig.title,
+                    list(orig.paragraphs),
+                    kind=["dup_exact"],
+                    duplicate_of=orig.url,
+                    info={"source": orig.info.get("source")},
+                )
+            )
         else:
             edited, similarity = near_copy(orig.paragraphs, rng)
             host = rng.choice(["blog.test", "news.test", "mirror.test"])
-            site.add(Page(host, site.path("/copies/" if host == "mirror.test" else "/reposts/", orig.title), orig.title,
-                          edited, kind=["dup_near"], duplicate_of=orig.url,
-                          info={"source": orig.info.get("source"), "similarity": similarity}))  # fmt: skip
+            site.add(
+                Page(
+                    host,
+                    site.path("/copies/" if host == "mirror.test" else "/reposts/", orig.title),
+                    orig.title,
+                    edited,
+                    kind=["dup_near"],
+                    duplicate_of=orig.url,
+                    info={"source": orig.info.get("source"), "similarity": similarity},
+                )
+            )
 
 
 def _foreign_documents(seed: int, per_lang: int) -> dict[str, list[list[str]]]:
@@ -551,27 +654,68 @@ def _plant_languages(site: _Site, counts: dict, english: list[dict], seed: int, 
                 break
             ours.append(p)
             size += len(p)
-        site.add(Page("blog.test", site.path("/travel/", doc["title"]), doc["title"], ours + other, kind=["mixed"],
-                      lang="mixed", info={"langs": ["en", lang], "source": doc["id"]}))  # fmt: skip
+        site.add(
+            Page(
+                "blog.test",
+                site.path("/travel/", doc["title"]),
+                doc["title"],
+                ours + other,
+                kind=["mixed"],
+                lang="mixed",
+                info={"langs": ["en", lang], "source": doc["id"]},
+            )
+        )
 
 
 def _plant_low_quality(site: _Site, counts: dict, rng: random.Random) -> None:
     per_kind = counts["lowq"] // len(LOWQ_KINDS)
     for i in range(per_kind):
-        site.add(Page("blog.test", site.path("/deals/", "cheap flights"), "Cheap flights cheap hotels", _keyword_spam(rng),
-                      kind=["lowq"], info={"lowq": "keyword_spam"}))  # fmt: skip
-        site.add(Page("forum.test", site.path("/thread/", "download"), "Download here", _repeated_lines(rng),
-                      kind=["lowq"], info={"lowq": "repeated_lines"}))  # fmt: skip
+        site.add(
+            Page(
+                "blog.test",
+                site.path("/deals/", "cheap flights"),
+                "Cheap flights cheap hotels",
+                _keyword_spam(rng),
+                kind=["lowq"],
+                info={"lowq": "keyword_spam"},
+            )
+        )
+        site.add(
+            Page(
+                "forum.test",
+                site.path("/thread/", "download"),
+                "Download here",
+                _repeated_lines(rng),
+                kind=["lowq"],
+                info={"lowq": "repeated_lines"},
+            )
+        )
         farm = [url_of(h, "/") for h in BLOCKED_DOMAINS] + [
             url_of(h, f"/offers/{rng.randrange(1, 3)}.html") for h in BLOCKED_DOMAINS
         ]
         farm += [url_of(rng.choice(SEED_HOSTS), "/") for _ in range(40)]
         anchors = ["best online casino", "cheap pills", "free bonus", "top links", "click here", "win now", "seo links"]
         items = "".join(f'<li><a href="{u}">{rng.choice(anchors)}</a></li>' for u in farm)
-        site.add(Page("forum.test", site.path("/links/"), "Useful links", kind=["lowq"], info={"lowq": "link_farm"},
-                      main_html=f"<h1>Useful links</h1><ul>{items}</ul>"))  # fmt: skip
-        site.add(Page("news.test", site.path("/brief/"), "Coming soon", ["This page is under construction. Check back soon."],
-                      kind=["lowq"], info={"lowq": "short"}))  # fmt: skip
+        site.add(
+            Page(
+                "forum.test",
+                site.path("/links/"),
+                "Useful links",
+                kind=["lowq"],
+                info={"lowq": "link_farm"},
+                main_html=f"<h1>Useful links</h1><ul>{items}</ul>",
+            )
+        )
+        site.add(
+            Page(
+                "news.test",
+                site.path("/brief/"),
+                "Coming soon",
+                ["This page is under construction. Check back soon."],
+                kind=["lowq"],
+                info={"lowq": "short"},
+            )
+        )
         site.add(
             Page(
                 "forum.test",
@@ -585,10 +729,12 @@ def _plant_low_quality(site: _Site, counts: dict, rng: random.Random) -> None:
 
 
 def _plant_blocklisted(site: _Site, counts: dict, rng: random.Random) -> None:
-    spam = ["Claim your welcome bonus now and double your first deposit tonight.",
-            "Thousands of players win every day, and you could be next if you sign up in the next ten minutes.",
-            "No prescription needed, discreet delivery to your door, and prices lower than any pharmacy you know.",
-            "Exclusive videos updated every day for members only; join today and get the first month free."]  # fmt: skip
+    spam = [
+        "Claim your welcome bonus now and double your first deposit tonight.",
+        "Thousands of players win every day, and you could be next if you sign up in the next ten minutes.",
+        "No prescription needed, discreet delivery to your door, and prices lower than any pharmacy you know.",
+        "Exclusive videos updated every day for members only; join today and get the first month free.",
+    ]
     per_domain = counts["blocklisted_domain"] // len(BLOCKED_DOMAINS)
     for host in BLOCKED_DOMAINS:
         for k in range(per_domain):
@@ -620,15 +766,38 @@ def _plant_http_trouble(
         (old, 301, url_of(first.host, moved), first.url),
         (moved, 302, first.url, first.url),
     ):
-        site.add(Page(first.host, path, kind=["redirect"], has_file=False, route={"status": status, "location": to},
-                      info={"status": status, "redirect_to": to, "final_url": final}))  # fmt: skip
-    site.add(Page("blog.test", "/go/recommended.html", kind=["redirect"], has_file=False,
-                  route={"status": 301, "location": second.url},
-                  info={"status": 301, "redirect_to": second.url, "final_url": second.url}))  # fmt: skip
+        site.add(
+            Page(
+                first.host,
+                path,
+                kind=["redirect"],
+                has_file=False,
+                route={"status": status, "location": to},
+                info={"status": status, "redirect_to": to, "final_url": final},
+            )
+        )
+    site.add(
+        Page(
+            "blog.test",
+            "/go/recommended.html",
+            kind=["redirect"],
+            has_file=False,
+            route={"status": 301, "location": second.url},
+            info={"status": 301, "redirect_to": second.url, "final_url": second.url},
+        )
+    )
     for a, b in (("a", "b"), ("b", "a")):
         to = url_of("blog.test", f"/loop/{b}.html")
-        site.add(Page("blog.test", f"/loop/{a}.html", kind=["redirect_loop"], has_file=False,
-                      route={"status": 302, "location": to}, info={"status": 302, "redirect_to": to}))  # fmt: skip
+        site.add(
+            Page(
+                "blog.test",
+                f"/loop/{a}.html",
+                kind=["redirect_loop"],
+                has_file=False,
+                route={"status": 302, "location": to},
+                info={"status": 302, "redirect_to": to},
+            )
+        )
     lost = [
         "/plays/lost/cardenio.html",
         "/library/removed-module.html",
@@ -649,37 +818,98 @@ def _plant_http_trouble(
             )
         )
     for host, path in (("news.test", "/live/feed.html"), ("forum.test", "/search.html"))[: counts["error_500"]]:
-        site.add(Page(host, path, "Unavailable", ["This service is temporarily unavailable."], kind=["error_500"],
-                      route={"status": 500}, info={"status": 500}))  # fmt: skip
+        site.add(
+            Page(
+                host,
+                path,
+                "Unavailable",
+                ["This service is temporarily unavailable."],
+                kind=["error_500"],
+                route={"status": 500},
+                info={"status": 500},
+            )
+        )
     for _ in range(counts["transient_500"]):
         doc = english.pop()
-        site.add(Page("docs.test", site.path("/tutorial/", doc["title"]), doc["title"], doc["paragraphs"],
-                      kind=["transient_500", "content"], route={"fail_first": True},
-                      info={"source": doc["id"], "fail_first": True}))  # fmt: skip
+        site.add(
+            Page(
+                "docs.test",
+                site.path("/tutorial/", doc["title"]),
+                doc["title"],
+                doc["paragraphs"],
+                kind=["transient_500", "content"],
+                route={"fail_first": True},
+                info={"source": doc["id"], "fail_first": True},
+            )
+        )
     for delay in SLOW_DELAYS:
         doc = english.pop()
-        site.add(Page("news.test", site.path("/archive/", doc["title"]), doc["title"], doc["paragraphs"], kind=["slow", "content"],
-                      route={"delay": delay}, info={"source": doc["id"], "delay": delay}))  # fmt: skip
+        site.add(
+            Page(
+                "news.test",
+                site.path("/archive/", doc["title"]),
+                doc["title"],
+                doc["paragraphs"],
+                kind=["slow", "content"],
+                route={"delay": delay},
+                info={"source": doc["id"], "delay": delay},
+            )
+        )
     charsets = (
         ("utf-8", "cp1252", "text/html; charset=utf-8"),
         ("iso-8859-1", "utf-8", "text/html; charset=iso-8859-1"),
     )
     for declared, actual, header in charsets:  # (what the page says, what its bytes are, the header)
         doc = english.pop()
-        page = site.add(Page("news.test" if actual == "cp1252" else "blog.test", site.path("/features/", doc["title"]), doc["title"],
-                             _charset_paragraphs(doc["paragraphs"]), kind=["bad_charset", "content"], route={"content_type": header},
-                             info={"source": doc["id"], "true_charset": actual, "declared_charset": declared}))  # fmt: skip
+        page = site.add(
+            Page(
+                "news.test" if actual == "cp1252" else "blog.test",
+                site.path("/features/", doc["title"]),
+                doc["title"],
+                _charset_paragraphs(doc["paragraphs"]),
+                kind=["bad_charset", "content"],
+                route={"content_type": header},
+                info={"source": doc["id"], "true_charset": actual, "declared_charset": declared},
+            )
+        )
         page.info["_encode"] = (declared, actual)
     for i in range(counts["binary"]):
         body = random.Random(rng.random()).randbytes(20_000 + i * 5_000)
-        site.add(Page("forum.test", f"/attachments/{i + 1}.html", "attachment", kind=["binary"], lang="und", body=body,
-                      route={"content_type": "text/html"}))  # fmt: skip
-    site.add(Page("docs.test", "/dumps/telemetry.html", "Telemetry export", kind=["huge", "lowq"], lang="und",
-                  main_html=_huge_body(rng), info={"lowq": "data_dump"}))  # fmt: skip
+        site.add(
+            Page(
+                "forum.test",
+                f"/attachments/{i + 1}.html",
+                "attachment",
+                kind=["binary"],
+                lang="und",
+                body=body,
+                route={"content_type": "text/html"},
+            )
+        )
+    site.add(
+        Page(
+            "docs.test",
+            "/dumps/telemetry.html",
+            "Telemetry export",
+            kind=["huge", "lowq"],
+            lang="und",
+            main_html=_huge_body(rng),
+            info={"lowq": "data_dump"},
+        )
+    )
     for _ in range(counts["malformed"]):
         doc = english.pop()
-        site.add(Page("forum.test", site.path("/thread/", doc["title"]), doc["title"], doc["paragraphs"], kind=["malformed", "content"],
-                      main_html=_malformed(doc["paragraphs"], doc["title"]), info={"source": doc["id"]}))  # fmt: skip
+        site.add(
+            Page(
+                "forum.test",
+                site.path("/thread/", doc["title"]),
+                doc["title"],
+                doc["paragraphs"],
+                kind=["malformed", "content"],
+                main_html=_malformed(doc["paragraphs"], doc["title"]),
+                info={"source": doc["id"]},
+            )
+        )
 
 
 def _plant_private(site: _Site, counts: dict, english: list[dict], seed: int, rng: random.Random) -> None:
@@ -692,16 +922,33 @@ def _plant_private(site: _Site, counts: dict, english: list[dict], seed: int, rn
     for _ in range(counts["pii"]):
         doc = english.pop()
         paragraphs, pii, kept = _with_pii(doc["paragraphs"], fakes, rng)
-        site.add(Page("forum.test", site.path("/thread/", doc["title"]), doc["title"], paragraphs, kind=["pii", "content"], pii=pii,
-                      info={"source": doc["id"], "pii_kept": kept}))  # fmt: skip
+        site.add(
+            Page(
+                "forum.test",
+                site.path("/thread/", doc["title"]),
+                doc["title"],
+                paragraphs,
+                kind=["pii", "content"],
+                pii=pii,
+                info={"source": doc["id"], "pii_kept": kept},
+            )
+        )
     places = [("forum.test", prefix) for prefix in ROBOTS["forum.test"]] + [
         ("blog.test", prefix) for prefix in ROBOTS["blog.test"]
     ]
     for i in range(counts["robots_disallowed"]):
         host, prefix = places[i % len(places)]
         doc = english.pop()
-        site.add(Page(host, site.path(prefix, doc["title"]), doc["title"], doc["paragraphs"], kind=["robots_disallowed"],
-                      info={"source": doc["id"]}))  # fmt: skip
+        site.add(
+            Page(
+                host,
+                site.path(prefix, doc["title"]),
+                doc["title"],
+                doc["paragraphs"],
+                kind=["robots_disallowed"],
+                info={"source": doc["id"]},
+            )
+        )
 
 
 def _plant_passages(site: _Site, eligible: list[Page], rng: random.Random, cities: list[str]) -> list[dict]:
@@ -736,15 +983,34 @@ def _navigation(site: _Site, rng: random.Random) -> None:
             items = "".join(f'<li><a href="{p.url}">{html.escape(p.title or p.path)}</a></li>' for p in group)
             title = f"Archive, page {k // 40 + 1}"
             # Navigation pages are lists of titles: nothing a model should learn from, so "lowq" too.
-            archives.append(site.add(Page(host, f"/archive/{k // 40 + 1}.html", title, kind=["index", "lowq"], listed=False,
-                                          info={"lowq": "navigation"},
-                                          main_html=f"<h1>{title}</h1><ul>{items}</ul>")))  # fmt: skip
+            archives.append(
+                site.add(
+                    Page(
+                        host,
+                        f"/archive/{k // 40 + 1}.html",
+                        title,
+                        kind=["index", "lowq"],
+                        listed=False,
+                        info={"lowq": "navigation"},
+                        main_html=f"<h1>{title}</h1><ul>{items}</ul>",
+                    )
+                )
+            )
         items = "".join(f'<li><a href="{a.url}">{a.title}</a></li>' for a in archives)
         featured = "".join(f'<li><a href="{p.url}">{html.escape(p.title or p.path)}</a></li>' for p in members[:8])
         intro = f"Welcome to {host}. Browse the archive below, or start with one of the featured pages."
-        site.add(Page(host, "/", f"Welcome to {host}", kind=["index", "lowq"], listed=False, info={"lowq": "navigation"},
-                      main_html=f"<h1>Welcome to {host}</h1><p>{intro}</p><ul>{items}</ul>"
-                                f"<h2>Featured</h2><ul>{featured}</ul>"))  # fmt: skip
+        site.add(
+            Page(
+                host,
+                "/",
+                f"Welcome to {host}",
+                kind=["index", "lowq"],
+                listed=False,
+                info={"lowq": "navigation"},
+                main_html=f"<h1>Welcome to {host}</h1><p>{intro}</p><ul>{items}</ul>"
+                f"<h2>Featured</h2><ul>{featured}</ul>",
+            )
+        )
     for page in site.pages.values():
         if not page.has_file:
             continue
@@ -757,8 +1023,16 @@ def _manifest_entry(page: Page) -> dict:
     if page.host in BLOCKED_DOMAINS and "blocklisted_domain" not in page.kind:
         page.kind = ["blocklisted_domain", *page.kind]
     status = info.pop("status", 200)
-    return {"host": page.host, "kind": page.kind, "lang": page.lang, "status": status, "duplicate_of": page.duplicate_of,
-            "pii": page.pii, "title": page.title, **info}  # fmt: skip
+    return {
+        "host": page.host,
+        "kind": page.kind,
+        "lang": page.lang,
+        "status": status,
+        "duplicate_of": page.duplicate_of,
+        "pii": page.pii,
+        "title": page.title,
+        **info,
+    }
 
 
 def generate(out_dir: str | Path, seed: int = 0, pages: int = 3000, progress: bool = False) -> dict:
@@ -815,14 +1089,18 @@ def generate(out_dir: str | Path, seed: int = 0, pages: int = 3000, progress: bo
     say(f"{len(site.pages)} pages planned")
 
     manifest = _write_site(out, site, seed)
-    manifest.update({
-        "seeds": [url_of(h, "/") for h in SEED_HOSTS],
-        "entities": entities,
-        "passages": passages,
-        "counts": {kind: sum(kind in p["kind"] for p in manifest["pages"].values())
-                   for kind in sorted({k for p in manifest["pages"].values() for k in p["kind"]})},
-        "config": {"seed": seed, "pages": pages},
-    })  # fmt: skip
+    manifest.update(
+        {
+            "seeds": [url_of(h, "/") for h in SEED_HOSTS],
+            "entities": entities,
+            "passages": passages,
+            "counts": {
+                kind: sum(kind in p["kind"] for p in manifest["pages"].values())
+                for kind in sorted({k for p in manifest["pages"].values() for k in p["kind"]})
+            },
+            "config": {"seed": seed, "pages": pages},
+        }
+    )
     order = ["config", "seeds", "hosts", "robots", "blocklist", "counts", "entities", "passages", "pages"]
     manifest = {key: manifest[key] for key in order}
     write_json(out / "manifest.json", manifest)

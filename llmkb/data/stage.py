@@ -75,9 +75,13 @@ def acquire_warcs(config: DataConfig, out: Path) -> tuple[list[Path], dict | Non
     from llmkb.data.crawl import CrawlConfig, crawl
 
     crawl_dir, manifest = out / "crawl", None
-    bounds = {"max_pages": config.max_pages, "max_depth": config.max_depth, "time_limit_s": config.crawl_time_limit_s,
-              "timeout_s": config.crawl_timeout_s,
-              "warc_max_bytes": config.warc_max_bytes}  # fmt: skip
+    bounds = {
+        "max_pages": config.max_pages,
+        "max_depth": config.max_depth,
+        "time_limit_s": config.crawl_time_limit_s,
+        "timeout_s": config.crawl_timeout_s,
+        "warc_max_bytes": config.warc_max_bytes,
+    }
     if config.warcs:
         # Local WARC files (e.g. from Common Crawl) are linked in, so every path reads one folder.
         crawl_dir.mkdir(parents=True, exist_ok=True)

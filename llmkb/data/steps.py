@@ -120,5 +120,11 @@ def filter_documents(docs: Iterable[dict], ctx: StepContext) -> tuple[list[dict]
 
 def drop_record(doc: dict, step: str, reason: str) -> dict:
     """What the drop log keeps of a removed document (its language score too, once known)."""
-    return {"url": doc["url"], "step": step, "reason": reason, "sizes": doc["sizes"],
-            "lang": doc.get("lang"), "lang_score": doc.get("lang_score")}  # fmt: skip
+    return {
+        "url": doc["url"],
+        "step": step,
+        "reason": reason,
+        "sizes": doc["sizes"],
+        "lang": doc.get("lang"),
+        "lang_score": doc.get("lang_score"),
+    }

@@ -118,8 +118,9 @@ def perplexity(model: nn.Module, token_ids, context: int, stride: int | None = N
                 targets[row, : first - begin - 1] = -100  # tokens an earlier window already scored
             logits = model(inputs.to(device))[0]  # (B, T, vocab)
             targets = targets.to(device)
-            nll_sum += float(F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100,
-                                             reduction="sum"))  # fmt: skip
+            nll_sum += float(
+                F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
+            )
             scored += int((targets != -100).sum())
     finally:
         model.train(was_training)
@@ -144,8 +145,9 @@ def encode_documents(tokenizer, texts: list[str]) -> np.ndarray:
     return np.asarray(stream, dtype=np.int64)
 
 
-def perplexity_of_texts(model: nn.Module, tokenizer, texts: list[str], context: int, stride: int | None = None,
-                        batch_size: int = 8) -> dict:  # fmt: skip
+def perplexity_of_texts(
+    model: nn.Module, tokenizer, texts: list[str], context: int, stride: int | None = None, batch_size: int = 8
+) -> dict:
     """:func:`perplexity` of the documents ``texts``, joined by :func:`encode_documents`; adds ``documents``."""
     stream = encode_documents(tokenizer, texts)
     return {**perplexity(model, stream, context, stride, batch_size), "documents": len(texts)}

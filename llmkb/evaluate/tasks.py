@@ -102,8 +102,12 @@ def exact_match(predictions: Sequence[str], answers: Sequence[str]) -> float:
     return sum(normalize(p) == normalize(a) for p, a in zip(predictions, answers)) / len(answers)
 
 
-def task_accuracy(generate_fn: Callable[[list[str]], list[str]], problems: Sequence[tuple[str, str]],
-                  extract: Callable[[str], str] = extract_answer, show: int = 3) -> dict:  # fmt: skip
+def task_accuracy(
+    generate_fn: Callable[[list[str]], list[str]],
+    problems: Sequence[tuple[str, str]],
+    extract: Callable[[str], str] = extract_answer,
+    show: int = 3,
+) -> dict:
     """Exact-match accuracy of ``generate_fn`` on ``problems`` (``(prompt, answer)`` pairs).
 
     ``generate_fn`` gets every prompt in one call (so it can batch) and returns one output per
@@ -124,6 +128,8 @@ def task_accuracy(generate_fn: Callable[[list[str]], list[str]], problems: Seque
     expected = [answer for _, answer in problems]
     accuracy = exact_match(extracted, expected)
     correct = sum(normalize(e) == normalize(a) for e, a in zip(extracted, expected))
-    examples = [{"prompt": p, "expected": a, "output": o, "extracted": e}
-                for p, a, o, e in list(zip(prompts, expected, outputs, extracted))[:show]]  # fmt: skip
+    examples = [
+        {"prompt": p, "expected": a, "output": o, "extracted": e}
+        for p, a, o, e in list(zip(prompts, expected, outputs, extracted))[:show]
+    ]
     return {"accuracy": accuracy, "correct": correct, "total": len(expected), "examples": examples}

@@ -89,8 +89,13 @@ class HFBackend(Backend):
         return DynamicCache(config=self.model.config)
 
     def step(self, ids, cache, attention_mask, position_ids):
-        out = self.model(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids,
-                         use_cache=cache is not None, **{self.cache_arg: cache})  # fmt: skip
+        out = self.model(
+            input_ids=ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=cache is not None,
+            **{self.cache_arg: cache},
+        )
         return out.logits
 
     def reorder(self, cache, rows):
@@ -114,8 +119,10 @@ def backend_for(model) -> Backend:
 
 def check_length(i: int, n: int, context: int | None) -> None:
     if context is not None and n >= context:
-        raise ValueError(f"prompt {i} has {n} tokens; the model's context is {context} tokens, so a prompt "
-                         f"may have at most {context - 1} (one position is left for a new token)")  # fmt: skip
+        raise ValueError(
+            f"prompt {i} has {n} tokens; the model's context is {context} tokens, so a prompt "
+            f"may have at most {context - 1} (one position is left for a new token)"
+        )
 
 
 def prepare_inputs(backend: Backend, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):

@@ -124,8 +124,17 @@ def _hf_generate(hf_model, ids: torch.Tensor, n: int) -> torch.Tensor:
     return out[:, ids.shape[1] :]
 
 
-def _decoding(model: GPT, batch_sizes, prompt_tokens: int, long_prompt_tokens: int, new_tokens: int, repeat: int,
-              hf: bool, seed: int, say: Callable[[str], None]) -> tuple[list[dict], list[dict]]:  # fmt: skip
+def _decoding(
+    model: GPT,
+    batch_sizes,
+    prompt_tokens: int,
+    long_prompt_tokens: int,
+    new_tokens: int,
+    repeat: int,
+    hf: bool,
+    seed: int,
+    say: Callable[[str], None],
+) -> tuple[list[dict], list[dict]]:
     """KV cache vs no cache, and (if ``hf``) ours vs HF's ``generate``, at each batch size."""
     from transformers.utils import logging as hf_logging
 
@@ -135,8 +144,9 @@ def _decoding(model: GPT, batch_sizes, prompt_tokens: int, long_prompt_tokens: i
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # generate() would warn about the missing pad token on every call
     try:
-        return _decoding_rows(model, hf_model, batch_sizes, prompt_tokens, long_prompt_tokens, new_tokens, repeat, seed,
-                              say)  # fmt: skip
+        return _decoding_rows(
+            model, hf_model, batch_sizes, prompt_tokens, long_prompt_tokens, new_tokens, repeat, seed, say
+        )
     finally:
         hf_logging.set_verbosity(verbosity)
 
@@ -164,8 +174,17 @@ def _cache_row(model: GPT, ids: torch.Tensor, new_tokens: int, repeat: int, say)
     return row, cached_s, cached
 
 
-def _decoding_rows(model: GPT, hf_model, batch_sizes, prompt_tokens: int, long_prompt_tokens: int, new_tokens: int,
-                   repeat: int, seed: int, say: Callable[[str], None]) -> tuple[list[dict], list[dict]]:  # fmt: skip
+def _decoding_rows(
+    model: GPT,
+    hf_model,
+    batch_sizes,
+    prompt_tokens: int,
+    long_prompt_tokens: int,
+    new_tokens: int,
+    repeat: int,
+    seed: int,
+    say: Callable[[str], None],
+) -> tuple[list[dict], list[dict]]:
     cache_rows, hf_rows = [], []
     for B in batch_sizes:
         ids = _random_ids(model.config.vocab_size, B, prompt_tokens, seed + B)
@@ -176,15 +195,17 @@ def _decoding_rows(model: GPT, hf_model, batch_sizes, prompt_tokens: int, long_p
             made = B * new_tokens
             hf_s, theirs = median_time(lambda n: _hf_generate(hf_model, ids, n), new_tokens, repeat)
             loop_s, _ = median_time(lambda n: _greedy(hf_model, ids, n), new_tokens, repeat)
-            hf_rows.append({
-                "batch_size": B,
-                "ours_tokens_per_s": round(made / cached_s, 1),
-                "hf_tokens_per_s": round(made / hf_s, 1),
-                "ratio": round(hf_s / cached_s, 3),
-                "ours_loop_hf_model_tokens_per_s": round(made / loop_s, 1),
-                "loop_ratio": round(hf_s / loop_s, 3),
-                "same_tokens": bool(torch.equal(cached, theirs)),
-            })  # fmt: skip
+            hf_rows.append(
+                {
+                    "batch_size": B,
+                    "ours_tokens_per_s": round(made / cached_s, 1),
+                    "hf_tokens_per_s": round(made / hf_s, 1),
+                    "ratio": round(hf_s / cached_s, 3),
+                    "ours_loop_hf_model_tokens_per_s": round(made / loop_s, 1),
+                    "loop_ratio": round(hf_s / loop_s, 3),
+                    "same_tokens": bool(torch.equal(cached, theirs)),
+                }
+            )
     if long_prompt_tokens:  # the saving grows with the sequence: one more row, batch 1 with a long prompt
         ids = _random_ids(model.config.vocab_size, 1, long_prompt_tokens, seed + 1000)
         cache_rows.append(_cache_row(model, ids, new_tokens, repeat, say)[0])
@@ -218,8 +239,9 @@ def _pass_ms(
     return {name: round(1000 * statistics.median(t), 3) for name, t in times.items()}
 
 
-def _spec_prompts(target: GPT, shards_dir: Path | None, split: str, count: int, length: int,
-                  seed: int) -> list[torch.Tensor]:  # fmt: skip
+def _spec_prompts(
+    target: GPT, shards_dir: Path | None, split: str, count: int, length: int, seed: int
+) -> list[torch.Tensor]:
     """``count`` prompts of ``length`` tokens from a split's first shard at evenly spaced offsets (``random``: random ids)."""
     if split == "random":
         return [_random_ids(target.config.vocab_size, 1, length, seed + i) for i in range(count)]
@@ -235,9 +257,21 @@ def _spec_prompts(target: GPT, shards_dir: Path | None, split: str, count: int, 
     return [tokens[i * step : i * step + length][None] for i in range(count)]
 
 
-def _speculative(target: GPT, draft: GPT | None, shards_dir: Path | None, splits, ks, count: int, prompt_tokens: int,
-                 new_tokens: int, draft_steps: int, repeat: int, seed: int, progress: bool,
-                 say: Callable[[str], None]) -> dict:  # fmt: skip
+def _speculative(
+    target: GPT,
+    draft: GPT | None,
+    shards_dir: Path | None,
+    splits,
+    ks,
+    count: int,
+    prompt_tokens: int,
+    new_tokens: int,
+    draft_steps: int,
+    repeat: int,
+    seed: int,
+    progress: bool,
+    say: Callable[[str], None],
+) -> dict:
     """Target alone vs speculative decoding for every split of prompts and every ``k``; see the module docstring."""
     result: dict = {}
     if draft is None:
@@ -264,17 +298,19 @@ def _speculative(target: GPT, draft: GPT | None, shards_dir: Path | None, splits
     costs = _pass_ms({"target": (target, 1), "draft": (draft, 1), **{k: (target, k + 1) for k in ks}}, probe)
     target_ms, draft_ms = costs["target"], costs["draft"]  # one token on a filled cache
     verify_ms = {k: costs[k] for k in ks}  # the target on k + 1 tokens in one pass
-    result.update({
-        "target_params": target.num_params(),
-        "draft_params": draft.num_params(),
-        "prompts": count,
-        "prompt_tokens": prompt_tokens,
-        "new_tokens": new_tokens,
-        "target_step_ms": target_ms,
-        "draft_step_ms": draft_ms,
-        "verify_step_ms": {str(k): ms for k, ms in verify_ms.items()},
-        "texts": [],
-    })  # fmt: skip
+    result.update(
+        {
+            "target_params": target.num_params(),
+            "draft_params": draft.num_params(),
+            "prompts": count,
+            "prompt_tokens": prompt_tokens,
+            "new_tokens": new_tokens,
+            "target_step_ms": target_ms,
+            "draft_step_ms": draft_ms,
+            "verify_step_ms": {str(k): ms for k, ms in verify_ms.items()},
+            "texts": [],
+        }
+    )
     for split in splits:
         prompts = _spec_prompts(target, shards_dir, split, count, prompt_tokens, seed)
         say(f"{split} prompts: {count} x {new_tokens} new tokens, target alone ...")
@@ -283,8 +319,12 @@ def _speculative(target: GPT, draft: GPT | None, shards_dir: Path | None, splits
             return [_greedy(target, p, n)[0] for p in prompts]
 
         base_s, reference = median_time(alone, new_tokens, repeat)
-        text = {"split": split, "baseline_s": round(base_s, 6),
-                "baseline_tokens_per_s": round(count * new_tokens / base_s, 1), "runs": []}  # fmt: skip
+        text = {
+            "split": split,
+            "baseline_s": round(base_s, 6),
+            "baseline_tokens_per_s": round(count * new_tokens / base_s, 1),
+            "runs": [],
+        }
         for k in ks:
             say(f"{split} prompts: speculative decoding with k={k} ...")
             stats: list[dict] = []
@@ -307,17 +347,19 @@ def _speculative(target: GPT, draft: GPT | None, shards_dir: Path | None, splits
                 * target_ms
                 / (total["target_forward_passes"] * verify_ms[k] + total["draft_forward_passes"] * draft_ms)
             )
-            text["runs"].append({
-                "k": k,
-                "seconds": round(spec_s, 6),
-                "tokens_per_s": round(count * new_tokens / spec_s, 1),
-                "speedup": round(base_s / spec_s, 3),
-                "predicted_speedup": round(predicted, 3),
-                **total,
-                "acceptance_rate": round(total["accepted"] / max(1, total["proposed"]), 4),
-                "tokens_per_target_pass": round(total["new_tokens"] / total["target_forward_passes"], 3),
-                "identical": all(torch.equal(a, b) for a, b in zip(outs, reference)),
-            })  # fmt: skip
+            text["runs"].append(
+                {
+                    "k": k,
+                    "seconds": round(spec_s, 6),
+                    "tokens_per_s": round(count * new_tokens / spec_s, 1),
+                    "speedup": round(base_s / spec_s, 3),
+                    "predicted_speedup": round(predicted, 3),
+                    **total,
+                    "acceptance_rate": round(total["accepted"] / max(1, total["proposed"]), 4),
+                    "tokens_per_target_pass": round(total["new_tokens"] / total["target_forward_passes"], 3),
+                    "identical": all(torch.equal(a, b) for a, b in zip(outs, reference)),
+                }
+            )
         result["texts"].append(text)
     return result
 
@@ -367,8 +409,10 @@ def run_benchmark(
     if not batch_sizes or min(batch_sizes) < 1:
         raise ValueError(f"batch_sizes must be positive integers (got {batch_sizes})")
     if max(prompt_tokens, long_prompt_tokens) + new_tokens > context:
-        raise ValueError(f"{max(prompt_tokens, long_prompt_tokens)} prompt + {new_tokens} new tokens do not fit "
-                         f"a context of {context}")  # fmt: skip
+        raise ValueError(
+            f"{max(prompt_tokens, long_prompt_tokens)} prompt + {new_tokens} new tokens do not fit "
+            f"a context of {context}"
+        )
     import transformers
 
     target, source = _load(model)
@@ -380,8 +424,10 @@ def run_benchmark(
         shards_dir = Path(model).parent / "shards"
     shards_dir = Path(shards_dir) if shards_dir is not None else None
     if speculative and draft is None and shards_dir is None:
-        raise ValueError("speculative decoding needs a draft model or the shards to train one on "
-                         "(pass draft=..., shards_dir=..., or speculative=False)")  # fmt: skip
+        raise ValueError(
+            "speculative decoding needs a draft model or the shards to train one on "
+            "(pass draft=..., shards_dir=..., or speculative=False)"
+        )
 
     def say(message: str) -> None:
         if progress:
@@ -394,12 +440,26 @@ def run_benchmark(
         torch.manual_seed(seed)
         bench_config = dataclasses.replace(target.config, context=context)
         random_model = GPT(bench_config).eval()  # same shape, longer context, random weights
-        cache_rows, hf_rows = _decoding(random_model, batch_sizes, prompt_tokens, long_prompt_tokens, new_tokens,
-                                        repeat, hf, seed, say)  # fmt: skip
+        cache_rows, hf_rows = _decoding(
+            random_model, batch_sizes, prompt_tokens, long_prompt_tokens, new_tokens, repeat, hf, seed, say
+        )
         spec = None
         if speculative:
-            spec = _speculative(target, draft, shards_dir, spec_splits, spec_ks, spec_prompts, spec_prompt_tokens,
-                                spec_new_tokens, draft_steps, repeat, seed, progress, say)  # fmt: skip
+            spec = _speculative(
+                target,
+                draft,
+                shards_dir,
+                spec_splits,
+                spec_ks,
+                spec_prompts,
+                spec_prompt_tokens,
+                spec_new_tokens,
+                draft_steps,
+                repeat,
+                seed,
+                progress,
+                say,
+            )
         used_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous_threads)
@@ -435,7 +495,7 @@ def run_benchmark(
             "kv_cache": {str(b): g for b, g in GOALS["kv_cache"].items()},
             "batching": GOALS["batching"],
             "vs_hf": GOALS["vs_hf"],
-        },  # fmt: skip
+        },
     }
 
 
@@ -461,54 +521,84 @@ def to_markdown(results: dict) -> str:
     | 1 | 16 | 100 | 600 | **6.0x** | ≥ 5x ✓ |
     """
     r, goals = results, results["goals"]
-    setup = (f"Decoding {r['new_tokens']} new tokens per row with the {r['model_params']:,}-parameter architecture, "
-             f"context {r['bench_context']}, random weights (the cost of a step does not depend on the weights), "
-             f"greedy, no end token; fp32 on {r['cpu']} with {r['torch_threads']} torch thread(s), median of "
-             f"{r['repeat']} runs (torch {r['torch_version']}, transformers {r['transformers_version']}).")  # fmt: skip
-    lines = ["| Batch | Prompt (tokens) | No cache (tokens/s) | KV cache (tokens/s) | Speedup | Goal |",
-             "|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+    setup = (
+        f"Decoding {r['new_tokens']} new tokens per row with the {r['model_params']:,}-parameter architecture, "
+        f"context {r['bench_context']}, random weights (the cost of a step does not depend on the weights), "
+        f"greedy, no end token; fp32 on {r['cpu']} with {r['torch_threads']} torch thread(s), median of "
+        f"{r['repeat']} runs (torch {r['torch_version']}, transformers {r['transformers_version']})."
+    )
+    lines = [
+        "| Batch | Prompt (tokens) | No cache (tokens/s) | KV cache (tokens/s) | Speedup | Goal |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
     for row in r["kv_cache"]:
         goal = goals["kv_cache"].get(str(row["batch_size"]))
-        lines.append(f"| {row['batch_size']} | {row['prompt_tokens']} | {row['no_cache_tokens_per_s']:,.0f} "
-                     f"| {row['cache_tokens_per_s']:,.0f} | **{row['speedup']:.1f}x** | {_goal(row['speedup'], goal)} |")  # fmt: skip
+        lines.append(
+            f"| {row['batch_size']} | {row['prompt_tokens']} | {row['no_cache_tokens_per_s']:,.0f} "
+            f"| {row['cache_tokens_per_s']:,.0f} | **{row['speedup']:.1f}x** | {_goal(row['speedup'], goal)} |"
+        )
     same = all(row["same_tokens"] for row in r["kv_cache"])
     lines += ["", f"{setup} With and without the cache the tokens are {'identical' if same else 'NOT identical'}.", ""]
     b = r["batching"]
-    lines += [f"Batch {b['batch_size']} vs batch 1, KV cache: {b['tokens_per_s']:,.0f} vs {b['batch1_tokens_per_s']:,.0f} "
-              f"new tokens/s, **{b['speedup']:.1f}x**"
-              + (f" ({_goal(b['speedup'], goals['batching'])})." if b["batch_size"] == 8 else "."), ""]  # fmt: skip
+    lines += [
+        f"Batch {b['batch_size']} vs batch 1, KV cache: {b['tokens_per_s']:,.0f} vs {b['batch1_tokens_per_s']:,.0f} "
+        f"new tokens/s, **{b['speedup']:.1f}x**"
+        + (f" ({_goal(b['speedup'], goals['batching'])})." if b["batch_size"] == 8 else "."),
+        "",
+    ]
     if r["vs_hf"]:
-        lines += ["| Batch | llmkb loop + GPT (tokens/s) | HF `generate` + Llama (tokens/s) | Ours / HF | Goal "
-                  "| llmkb loop + HF Llama (tokens/s) | Loops only, ours / HF |",
-                  "|---:|---:|---:|---:|---|---:|---:|"]  # fmt: skip
+        lines += [
+            "| Batch | llmkb loop + GPT (tokens/s) | HF `generate` + Llama (tokens/s) | Ours / HF | Goal "
+            "| llmkb loop + HF Llama (tokens/s) | Loops only, ours / HF |",
+            "|---:|---:|---:|---:|---|---:|---:|",
+        ]
         for row in r["vs_hf"]:
-            lines.append(f"| {row['batch_size']} | {row['ours_tokens_per_s']:,.0f} | {row['hf_tokens_per_s']:,.0f} "
-                         f"| **{row['ratio']:.2f}x** | {_goal(row['ratio'], goals['vs_hf'])} "
-                         f"| {row['ours_loop_hf_model_tokens_per_s']:,.0f} | {row['loop_ratio']:.2f}x |")  # fmt: skip
+            lines.append(
+                f"| {row['batch_size']} | {row['ours_tokens_per_s']:,.0f} | {row['hf_tokens_per_s']:,.0f} "
+                f"| **{row['ratio']:.2f}x** | {_goal(row['ratio'], goals['vs_hf'])} "
+                f"| {row['ours_loop_hf_model_tokens_per_s']:,.0f} | {row['loop_ratio']:.2f}x |"
+            )
         same = all(row["same_tokens"] for row in r["vs_hf"])
-        lines += ["", f"Prompts of {r['prompt_tokens']} tokens; the same weights in both (`to_hf`), KV cache on both "
-                      f"sides; the tokens are {'identical' if same else 'NOT identical'}.", ""]  # fmt: skip
+        lines += [
+            "",
+            f"Prompts of {r['prompt_tokens']} tokens; the same weights in both (`to_hf`), KV cache on both "
+            f"sides; the tokens are {'identical' if same else 'NOT identical'}.",
+            "",
+        ]
     s = r["speculative"]
     if s:
-        lines += ["| Prompts | Method | Tokens/s | Speedup | Predicted | Acceptance | Tokens per target pass "
-                  "| Target passes | Draft passes | Same tokens |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+        lines += [
+            "| Prompts | Method | Tokens/s | Speedup | Predicted | Acceptance | Tokens per target pass "
+            "| Target passes | Draft passes | Same tokens |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
         for text in s["texts"]:
             name = SPLIT_NAMES.get(text["split"], text["split"])
-            lines.append(f"| {name} | target alone | {text['baseline_tokens_per_s']:,.0f} | 1.00x | 1.00x | | 1.00 "
-                         f"| {s['prompts'] * s['new_tokens']} | | |")  # fmt: skip
+            lines.append(
+                f"| {name} | target alone | {text['baseline_tokens_per_s']:,.0f} | 1.00x | 1.00x | | 1.00 "
+                f"| {s['prompts'] * s['new_tokens']} | | |"
+            )
             for run in text["runs"]:
-                lines.append(f"| {name} | speculative, k = {run['k']} | {run['tokens_per_s']:,.0f} "
-                             f"| **{run['speedup']:.2f}x** | {run['predicted_speedup']:.2f}x | {run['acceptance_rate']:.0%} "
-                             f"| {run['tokens_per_target_pass']:.2f} | {run['target_forward_passes']} "
-                             f"| {run['draft_forward_passes']} | {'yes' if run['identical'] else 'NO'} |")  # fmt: skip
+                lines.append(
+                    f"| {name} | speculative, k = {run['k']} | {run['tokens_per_s']:,.0f} "
+                    f"| **{run['speedup']:.2f}x** | {run['predicted_speedup']:.2f}x | {run['acceptance_rate']:.0%} "
+                    f"| {run['tokens_per_target_pass']:.2f} | {run['target_forward_passes']} "
+                    f"| {run['draft_forward_passes']} | {'yes' if run['identical'] else 'NO'} |"
+                )
         verify = ", ".join(f"{int(k) + 1} tokens {ms:.2f} ms" for k, ms in s["verify_step_ms"].items())
-        trained = (f", trained {s['draft_steps']} steps in {s['draft_train_s']:.0f} s (val loss {s['draft_val_loss']:.2f})"
-                   if s.get("draft_val_loss") is not None else "")  # fmt: skip
-        lines += ["", f"Target {s['target_params']:,} parameters, draft {s['draft_params']:,}{trained}. "
-                      f"{s['prompts']} prompts of {s['prompt_tokens']} tokens each, continued by {s['new_tokens']} "
-                      "new tokens, no end token, batch 1. "
-                      f"One forward pass on a filled cache: target 1 token {s['target_step_ms']:.2f} ms, {verify}; "
-                      f"draft 1 token {s['draft_step_ms']:.2f} ms. *Predicted*: the speedup these costs give for the "
-                      "counted passes, new tokens x (target, 1 token) / (target passes x (target, k + 1 tokens) + "
-                      "draft passes x (draft, 1 token))."]  # fmt: skip
+        trained = (
+            f", trained {s['draft_steps']} steps in {s['draft_train_s']:.0f} s (val loss {s['draft_val_loss']:.2f})"
+            if s.get("draft_val_loss") is not None
+            else ""
+        )
+        lines += [
+            "",
+            f"Target {s['target_params']:,} parameters, draft {s['draft_params']:,}{trained}. "
+            f"{s['prompts']} prompts of {s['prompt_tokens']} tokens each, continued by {s['new_tokens']} "
+            "new tokens, no end token, batch 1. "
+            f"One forward pass on a filled cache: target 1 token {s['target_step_ms']:.2f} ms, {verify}; "
+            f"draft 1 token {s['draft_step_ms']:.2f} ms. *Predicted*: the speedup these costs give for the "
+            "counted passes, new tokens x (target, 1 token) / (target passes x (target, k + 1 tokens) + "
+            "draft passes x (draft, 1 token)).",
+        ]
     return "\n".join(lines) + "\n"

@@ -150,8 +150,15 @@ def _append_when_done(pieces: Iterator[str], conversation: Conversation) -> Iter
     conversation.add("assistant", "".join(parts) or " ")  # an empty reply still takes its turn
 
 
-def replies_with_ids(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 96, batch_size: int = 32,
-                     temperature: float = 0.0, seed: int | None = None) -> list[dict]:  # fmt: skip
+def replies_with_ids(
+    model,
+    tokenizer,
+    conversations: list[list[dict]],
+    max_new_tokens: int = 96,
+    batch_size: int = 32,
+    temperature: float = 0.0,
+    seed: int | None = None,
+) -> list[dict]:
     """Each conversation's reply as ``{"prompt_ids", "reply_ids", "text", "ended"}``.
 
     ``reply_ids`` are the generated tokens up to and including the end token if there was one (the
@@ -165,36 +172,63 @@ def replies_with_ids(model, tokenizer, conversations: list[list[dict]], max_new_
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
     out = []
     for start in range(0, len(conversations), batch_size):
-        config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature,
-                                  seed=None if seed is None else seed + start)  # fmt: skip
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens, temperature=temperature, seed=None if seed is None else seed + start
+        )
         rows = [encode(tokenizer, render(tokenizer, c))[0].tolist() for c in conversations[start : start + batch_size]]
         input_ids, attention_mask = left_pad(rows, pad_id)
         with torch.no_grad():
             new = generate_ids(model, input_ids, attention_mask, config, eos_ids, pad_id)
         for prompt_ids, row in zip(rows, new.tolist(), strict=True):
             end = next((j for j, t in enumerate(row) if t in eos_ids), len(row))
-            out.append({"prompt_ids": prompt_ids, "reply_ids": row[: end + 1], "text": decode(tokenizer, row[:end]),
-                        "ended": end < len(row) and row[end] == im_end})  # fmt: skip
+            out.append(
+                {
+                    "prompt_ids": prompt_ids,
+                    "reply_ids": row[: end + 1],
+                    "text": decode(tokenizer, row[:end]),
+                    "ended": end < len(row) and row[end] == im_end,
+                }
+            )
     return out
 
 
-def respond(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 96, batch_size: int = 32,
-            temperature: float = 0.0, seed: int | None = None) -> list[tuple[str, bool]]:  # fmt: skip
+def respond(
+    model,
+    tokenizer,
+    conversations: list[list[dict]],
+    max_new_tokens: int = 96,
+    batch_size: int = 32,
+    temperature: float = 0.0,
+    seed: int | None = None,
+) -> list[tuple[str, bool]]:
     """Replies to each conversation as ``(text, ended)``; see :func:`replies_with_ids`."""
     replies = replies_with_ids(model, tokenizer, conversations, max_new_tokens, batch_size, temperature, seed)
     return [(r["text"], r["ended"]) for r in replies]
 
 
-def replies_per_prompt(model, tokenizer, conversations: list[list[dict]], samples: int = 0, temperature: float = 1.0,
-                       seed: int = 0, max_new_tokens: int = 96) -> list[list[str]]:  # fmt: skip
+def replies_per_prompt(
+    model,
+    tokenizer,
+    conversations: list[list[dict]],
+    samples: int = 0,
+    temperature: float = 1.0,
+    seed: int = 0,
+    max_new_tokens: int = 96,
+) -> list[list[str]]:
     """Each conversation's reply texts: one greedy reply (``samples=0``) or ``samples`` drawn at ``temperature``.
 
     Sampling several replies per question shows what greedy decoding hides: a model can give the
     right answer greedily and still often give a wrong one when sampled (what RL and interrogation look at).
     """
     copies = max(samples, 1)
-    replies = respond(model, tokenizer, [c for c in conversations for _ in range(copies)], max_new_tokens,
-                      temperature=temperature if samples else 0.0, seed=seed if samples else None)  # fmt: skip
+    replies = respond(
+        model,
+        tokenizer,
+        [c for c in conversations for _ in range(copies)],
+        max_new_tokens,
+        temperature=temperature if samples else 0.0,
+        seed=seed if samples else None,
+    )
     texts = [text for text, _ in replies]
     return [texts[i : i + copies] for i in range(0, len(texts), copies)]
 

@@ -98,14 +98,22 @@ class GenerationConfig:
         except ValueError as e:
             raise ValueError(f"GenerationConfig.{e}") from None
         integer(self, "num_beams", minimum=1)
-        require(self, "num_beams", self.num_beams == 1 or not self.sampling,
-                f"1 when sampling: beams search deterministically, so set temperature=0 (or do_sample=False) "
-                f"instead of temperature={self.temperature}")  # fmt: skip
+        require(
+            self,
+            "num_beams",
+            self.num_beams == 1 or not self.sampling,
+            f"1 when sampling: beams search deterministically, so set temperature=0 (or do_sample=False) "
+            f"instead of temperature={self.temperature}",
+        )
         one_of(self, "early_stopping", (True, False, "never"))
         ok = not isinstance(self.stop_strings, str) and all(isinstance(s, str) and s for s in self.stop_strings)
         require(self, "stop_strings", ok, "a list of non-empty strings (e.g. ['\\n\\n'])")
-        require(self, "seed", self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool)),
-                "an integer or None")  # fmt: skip
+        require(
+            self,
+            "seed",
+            self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool)),
+            "an integer or None",
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -341,8 +349,9 @@ def stream(model, tokenizer, prompt: str, config: GenerationConfig | None = None
     config, input_ids, attention_mask, eos_ids, pad_id = _text_setup(model, tokenizer, prompt, config)
     if config.num_beams > 1:
         return iter([text] if (text := generate(model, tokenizer, prompt, config)[0]) else [])
-    steps = token_steps(model, input_ids, attention_mask, config, eos_ids, pad_id,
-                        _stop_check(tokenizer, config.stop_strings))  # fmt: skip
+    steps = token_steps(
+        model, input_ids, attention_mask, config, eos_ids, pad_id, _stop_check(tokenizer, config.stop_strings)
+    )
     return _pieces(steps, tokenizer, eos_ids, config.stop_strings)
 
 

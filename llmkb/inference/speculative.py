@@ -160,8 +160,10 @@ def speculative_generate(
             logits = _forward(db, seq[d_len:], d_cache, d_len)
             d_len = len(seq)
             if logits.shape[-1] != vocab:
-                raise ValueError(f"the draft has {logits.shape[-1]} tokens in its vocabulary, the target {vocab}: "
-                                 "a draft must share the target's tokenizer")  # fmt: skip
+                raise ValueError(
+                    f"the draft has {logits.shape[-1]} tokens in its vocabulary, the target {vocab}: "
+                    "a draft must share the target's tokenizer"
+                )
             proposals.append(_greedy(logits[-1:])[0])
             for _ in range(n - 1):
                 logits = _forward(db, proposals[-1:], d_cache, d_len)
@@ -223,8 +225,15 @@ def train_draft(shards_dir: str | Path, out_dir: str | Path, steps: int = 300, *
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    settings = dict(DRAFT_MODEL, max_steps=steps, warmup_steps=max(1, min(100, steps // 10)), device="cpu",
-                    compile="no", eval_every=steps, checkpoint_every=steps)  # fmt: skip
+    settings = dict(
+        DRAFT_MODEL,
+        max_steps=steps,
+        warmup_steps=max(1, min(100, steps // 10)),
+        device="cpu",
+        compile="no",
+        eval_every=steps,
+        checkpoint_every=steps,
+    )
     unknown = set(config_overrides) - {f.name for f in dataclasses.fields(PretrainConfig)}
     if unknown:
         raise ValueError(f"not PretrainConfig fields: {', '.join(sorted(unknown))}")

@@ -38,10 +38,16 @@ CONFIG_FILE = "config.json"
 
 # Our ModelConfig field -> LlamaConfig field, for the settings that map one to one.
 FIELDS = {
-    "vocab_size": "vocab_size", "context": "max_position_embeddings", "d_model": "hidden_size",
-    "n_layer": "num_hidden_layers", "n_head": "num_attention_heads", "n_kv_head": "num_key_value_heads",
-    "d_ff": "intermediate_size", "norm_eps": "rms_norm_eps", "tie_embeddings": "tie_word_embeddings",
-}  # fmt: skip
+    "vocab_size": "vocab_size",
+    "context": "max_position_embeddings",
+    "d_model": "hidden_size",
+    "n_layer": "num_hidden_layers",
+    "n_head": "num_attention_heads",
+    "n_kv_head": "num_key_value_heads",
+    "d_ff": "intermediate_size",
+    "norm_eps": "rms_norm_eps",
+    "tie_embeddings": "tie_word_embeddings",
+}
 
 
 def to_hf_config(

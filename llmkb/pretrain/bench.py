@@ -83,9 +83,15 @@ def bench_config(config: PretrainConfig, steps: int) -> PretrainConfig:
     (50, 'cpu', 'no', False, True, True)
     """
     return dataclasses.replace(
-        config, max_steps=steps, stop_after=0, device="cpu", compile="no", progress=False,
-        eval_every=steps + 1, checkpoint_every=steps + 1,
-    )  # fmt: skip
+        config,
+        max_steps=steps,
+        stop_after=0,
+        device="cpu",
+        compile="no",
+        progress=False,
+        eval_every=steps + 1,
+        checkpoint_every=steps + 1,
+    )
 
 
 def median_tokens_per_s(step_seconds: dict[int, float], tokens_per_step: int, warmup: int) -> float:
@@ -316,15 +322,17 @@ def run_benchmark(
                 say(f"{phase}HF Trainer, {steps} steps of {tokens_per_step} tokens ...")
                 hf = _run_hf(train_data, val_data, cfg, Path(tmp) / f"hf{i}", loss_window)
                 first = first or (ours, hf)
-                runs.append({
-                    "ours_tokens_per_s": round(speed(ours["step_s"]), 1),
-                    "hf_trainer_tokens_per_s": round(speed(hf["step_s"]), 1),
-                    "ours_wall_tokens_per_s": round(speed(ours["wall_s"]), 1),
-                    "hf_trainer_compute_tokens_per_s": round(speed(hf["compute_s"]), 1),
-                    "ours_cpu_tokens_per_s": round(speed(ours["cpu_s"]), 1),
-                    "hf_trainer_cpu_tokens_per_s": round(speed(hf["cpu_s"]), 1),
-                    "loadavg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-                })  # fmt: skip
+                runs.append(
+                    {
+                        "ours_tokens_per_s": round(speed(ours["step_s"]), 1),
+                        "hf_trainer_tokens_per_s": round(speed(hf["step_s"]), 1),
+                        "ours_wall_tokens_per_s": round(speed(ours["wall_s"]), 1),
+                        "hf_trainer_compute_tokens_per_s": round(speed(hf["compute_s"]), 1),
+                        "ours_cpu_tokens_per_s": round(speed(ours["cpu_s"]), 1),
+                        "hf_trainer_cpu_tokens_per_s": round(speed(hf["cpu_s"]), 1),
+                        "loadavg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+                    }
+                )
                 say(
                     f"{phase}ours {runs[-1]['ours_tokens_per_s']:,.0f} tokens/s, HF {runs[-1]['hf_trainer_tokens_per_s']:,.0f}"
                 )
@@ -364,7 +372,7 @@ def run_benchmark(
                 "ours_cpu_tokens_per_s",
                 "hf_trainer_cpu_tokens_per_s",
             )
-        },  # fmt: skip
+        },
         "runs": runs,
         "optimizer": hf_optim(cfg),
         "loss_steps": [window.start, window.stop - 1],

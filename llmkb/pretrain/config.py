@@ -61,6 +61,11 @@ class PretrainConfig:
         from llmkb.model.gpt import ModelConfig
 
         return ModelConfig(
-            vocab_size=vocab_size, context=self.context, d_model=self.d_model, n_layer=self.n_layer,
-            n_head=self.n_head, n_kv_head=self.n_kv_head, d_ff=self.d_ff,
-        )  # fmt: skip
+            vocab_size=vocab_size,
+            context=self.context,
+            d_model=self.d_model,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_kv_head=self.n_kv_head,
+            d_ff=self.d_ff,
+        )

@@ -78,8 +78,13 @@ def regurgitation(model: GPT, tokenizer, passage: str, prefix_tokens: int = 12, 
     out = model.generate(prefix[None].to(device_of(model)), continue_tokens, temperature=0)[0, prefix_tokens:].cpu()
     wrong = (out != target).nonzero()
     matched = int(wrong[0]) if len(wrong) else continue_tokens
-    return Recital(tokenizer.decode(prefix.tolist()), tokenizer.decode(target.tolist()), tokenizer.decode(out.tolist()),
-                   matched, continue_tokens)  # fmt: skip
+    return Recital(
+        tokenizer.decode(prefix.tolist()),
+        tokenizer.decode(target.tolist()),
+        tokenizer.decode(out.tolist()),
+        matched,
+        continue_tokens,
+    )
 
 
 def recital_rate(
@@ -97,8 +102,11 @@ def recital_rate(
     import random
 
     rng = random.Random(seed)
-    long_enough = [ids for ids in (tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"] for t in texts)
-                   if len(ids) >= prefix_tokens + continue_tokens]  # fmt: skip
+    long_enough = [
+        ids
+        for ids in (tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"] for t in texts)
+        if len(ids) >= prefix_tokens + continue_tokens
+    ]
     if not long_enough:
         raise ValueError(f"no text has the {prefix_tokens + continue_tokens} tokens one window needs")
     recited = 0

@@ -74,8 +74,10 @@ def set_aside_stale_training(pretrain_dir: Path) -> None:
     ckpt.rename(stale)
     if (pretrain_dir / "log.jsonl").exists():
         (pretrain_dir / "log.jsonl").replace(stale / "log.jsonl")
-    print(f"{pretrain_dir}: the corpus or tokenizer changed since the last checkpoint; training starts over "
-          f"(the old checkpoint is in {stale})")  # fmt: skip
+    print(
+        f"{pretrain_dir}: the corpus or tokenizer changed since the last checkpoint; training starts over "
+        f"(the old checkpoint is in {stale})"
+    )
 
 
 def build(config: PretrainConfig, run_dir: RunDir) -> tuple[Path, dict]:
@@ -101,8 +103,12 @@ def build(config: PretrainConfig, run_dir: RunDir) -> tuple[Path, dict]:
     texts, info = training_mix(corpus, config)
     heldout = [d["text"] for d in load_split(corpus, "heldout")]
     meta = build_shards({"train": texts, "val": heldout}, tokenizer, out)
-    info = {**info, "key": key, "train_tokens": meta["splits"]["train"]["tokens"],
-            "val_tokens": meta["splits"]["val"]["tokens"]}  # fmt: skip
+    info = {
+        **info,
+        "key": key,
+        "train_tokens": meta["splits"]["train"]["tokens"],
+        "val_tokens": meta["splits"]["val"]["tokens"],
+    }
     write_json(info_path, info)
     return out, info
 
@@ -216,6 +222,6 @@ register(
                 "checkpoint_every": 1000,
                 "eval_tokens": 262_144,
             },
-        },  # fmt: skip
+        },
     )
 )

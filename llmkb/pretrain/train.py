@@ -190,8 +190,13 @@ def train(config: PretrainConfig, train_data: TokenShards, val_data: TokenShards
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
             step += 1
-            record = {"step": step - 1, "loss": round(loss_value, 5), "lr": lr, "grad_norm": round(grad_norm, 4),
-                      "tokens_per_s": round(tokens_per_step / dt, 1)}  # fmt: skip
+            record = {
+                "step": step - 1,
+                "loss": round(loss_value, 5),
+                "lr": lr,
+                "grad_norm": round(grad_norm, 4),
+                "tokens_per_s": round(tokens_per_step / dt, 1),
+            }
             if peak:
                 record["mfu"] = round(flops_per_step / dt / (peak * ddp.world), 4)
             log.append(record)  # before validating: an interrupt there must not lose this step's record

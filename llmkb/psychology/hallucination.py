@@ -77,8 +77,15 @@ def classify(record: dict, reply: str) -> str:
     return "right" if check_answer(record, reply) else "made_up"
 
 
-def answer_kinds(model, tokenizer, records: list[dict], samples: int = 0, temperature: float = 1.0, seed: int = 0,
-                 max_new_tokens: int = 48) -> list[list[str]]:  # fmt: skip
+def answer_kinds(
+    model,
+    tokenizer,
+    records: list[dict],
+    samples: int = 0,
+    temperature: float = 1.0,
+    seed: int = 0,
+    max_new_tokens: int = 48,
+) -> list[list[str]]:
     """For each record, the kinds of the model's replies: one greedy reply, or ``samples`` sampled ones."""
     replies = replies_per_prompt(
         model, tokenizer, [prompt_of(r) for r in records], samples, temperature, seed, max_new_tokens
@@ -122,6 +129,11 @@ def refusals(records: list[dict], seed: int = 0) -> list[dict]:
     for r in records:
         question = r["messages"][0]
         reply = rng.choice(REFUSALS).format(name=r["meta"]["name"])
-        out.append({"type": "refusal", "messages": [question, {"role": "assistant", "content": reply}],
-                    "meta": {**r["meta"], "refusal": True}})  # fmt: skip
+        out.append(
+            {
+                "type": "refusal",
+                "messages": [question, {"role": "assistant", "content": reply}],
+                "meta": {**r["meta"], "refusal": True},
+            }
+        )
     return out

@@ -68,8 +68,13 @@ def invented_person(rng: random.Random, cities: list[str]) -> dict:
     def name() -> str:
         return f"{invented_word(rng, 3)} {invented_word(rng, 3)}"
 
-    facts = {"born": rng.randrange(1700, 1950), "city": rng.choice(cities), "occupation": rng.choice(OCCUPATIONS),
-             "relation": rng.choice(RELATIONS), "related_to": name()}  # fmt: skip
+    facts = {
+        "born": rng.randrange(1700, 1950),
+        "city": rng.choice(cities),
+        "occupation": rng.choice(OCCUPATIONS),
+        "relation": rng.choice(RELATIONS),
+        "related_to": name(),
+    }
     return {"name": name(), "facts": facts}
 
 
@@ -107,8 +112,14 @@ def search_answers(model, tokenizer, records: list[dict], store: DocumentStore, 
     """
     from llmkb.sft.tools import answer_with_tools
 
-    replies = answer_with_tools(model, tokenizer, [[r["messages"][0]] for r in records], {TOOL: store.search},
-                                max_calls=1, max_new_tokens=max_new_tokens)  # fmt: skip
+    replies = answer_with_tools(
+        model,
+        tokenizer,
+        [[r["messages"][0]] for r in records],
+        {TOOL: store.search},
+        max_calls=1,
+        max_new_tokens=max_new_tokens,
+    )
     for reply, record in zip(replies, records, strict=True):
         first = reply["calls"][0] if reply["calls"] else None
         reply["exact_query"] = first is not None and first["query"] == record["meta"]["name"]

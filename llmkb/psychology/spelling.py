@@ -55,12 +55,23 @@ def letter_questions(words: list[str], seed: int = 0) -> list[dict]:
     for word in words:
         letter = rng.choice(word)
         records += [
-            {"type": "spell", "meta": {"word": word}, "messages": [
-                {"role": "user", "content": f"Spell {word}."}, {"role": "assistant", "content": " ".join(word)}]},
-            {"type": "count", "meta": {"word": word, "letter": letter}, "messages": [
-                {"role": "user", "content": f"How many times does {letter} appear in {word}?"},
-                {"role": "assistant", "content": str(word.count(letter))}]},
-        ]  # fmt: skip
+            {
+                "type": "spell",
+                "meta": {"word": word},
+                "messages": [
+                    {"role": "user", "content": f"Spell {word}."},
+                    {"role": "assistant", "content": " ".join(word)},
+                ],
+            },
+            {
+                "type": "count",
+                "meta": {"word": word, "letter": letter},
+                "messages": [
+                    {"role": "user", "content": f"How many times does {letter} appear in {word}?"},
+                    {"role": "assistant", "content": str(word.count(letter))},
+                ],
+            },
+        ]
     return records
 
 

@@ -31,8 +31,9 @@ from llmkb.psychology.config import PsychologyConfig, SearchConfig, SpellingConf
 from llmkb.stages import RunDir, Stage, register
 
 
-def groups(config: PsychologyConfig, run_dir: RunDir,
-           sft_train: list[dict]) -> tuple[list[dict], dict[str, list[dict]], list[dict]]:  # fmt: skip
+def groups(
+    config: PsychologyConfig, run_dir: RunDir, sft_train: list[dict]
+) -> tuple[list[dict], dict[str, list[dict]], list[dict]]:
     """(questions to interrogate the model with, held-out question groups to measure on, everyone).
 
     ``sft_train``: the SFT train conversations (:func:`llmkb.sft.stage.conversations`), which say whom SFT trained on.
@@ -79,11 +80,19 @@ def run(config: PsychologyConfig, run_dir: RunDir) -> dict:
     write_jsonl(out / "refusals" / "data.jsonl", refusal_data)
     before = {name: rates(answer_kinds(sft, tokenizer, records)) for name, records in measure.items()}
     # Conversations longer than the context are left out (the quick profile's 64 tokens fit few passages).
-    pasted = {name: [r for r in with_passage(records, entities, config.seed) if tokenized_length(tokenizer, r) <= context]
-              for name, records in measure.items()}  # fmt: skip
+    pasted = {
+        name: [r for r in with_passage(records, entities, config.seed) if tokenized_length(tokenizer, r) <= context]
+        for name, records in measure.items()
+    }
     in_context = {name: rates(answer_kinds(sft, tokenizer, records)) for name, records in pasted.items()}
-    write_json(out / "memory.json", {"from_memory": before, "with_passage": in_context,
-                                     "questions_with_passage": {k: len(v) for k, v in pasted.items()}})  # fmt: skip
+    write_json(
+        out / "memory.json",
+        {
+            "from_memory": before,
+            "with_passage": in_context,
+            "questions_with_passage": {k: len(v) for k, v in pasted.items()},
+        },
+    )
 
     # SFT again, from the same base model with the same settings, on the SFT data plus the refusals.
     train = sft_train + refusal_data
@@ -124,8 +133,16 @@ def teach(model, tokenizer, records: list[dict], config: SearchConfig | Spelling
     from llmkb.sft.config import SFTConfig
     from llmkb.sft.train import fine_tune
 
-    sft_config = SFTConfig(max_steps=config.max_steps, batch_size=config.batch_size, lr=config.lr, warmup_steps=config.warmup_steps,
-                           eval_every=config.max_steps, seed=config.seed, device=config.device, progress=config.progress)  # fmt: skip
+    sft_config = SFTConfig(
+        max_steps=config.max_steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        warmup_steps=config.warmup_steps,
+        eval_every=config.max_steps,
+        seed=config.seed,
+        device=config.device,
+        progress=config.progress,
+    )
     model, log, summary = fine_tune(model, tokenizer, records, records[:32], sft_config)
     write_jsonl(out / "log.jsonl", log)
     save_pretrained(model.cpu(), out / "model", tokenizer=tokenizer)
@@ -151,8 +168,11 @@ def run_search(config: SearchConfig, run_dir: RunDir) -> dict:
     out = run_dir.stage("search")
     store = DocumentStore.from_corpus(run_dir.require("data"))
     sft, tokenizer = sft_model(run_dir)
-    _, measure, everyone = groups(PsychologyConfig(eval_questions_per_person=config.questions_per_person, seed=config.seed),
-                                  run_dir, conversations(run_dir))  # fmt: skip
+    _, measure, everyone = groups(
+        PsychologyConfig(eval_questions_per_person=config.questions_per_person, seed=config.seed),
+        run_dir,
+        conversations(run_dir),
+    )
     measure.pop("frequent, trained in SFT")  # the model knows some of those already; the tool is for the others
     without = {name: rates(answer_kinds(sft, tokenizer, records)) for name, records in measure.items()}
 
@@ -161,8 +181,12 @@ def run_search(config: SearchConfig, run_dir: RunDir) -> dict:
     context = max(config.context, model.config.context)
     model.config = dataclasses.replace(model.config, context=context)
     cities = sorted({e["facts"]["city"] for e in everyone})
-    train, skipped = check_length(tokenizer, search_conversations(config.conversations, cities, config.no_results_share, config.seed),
-                                  context, skip=True)  # fmt: skip
+    train, skipped = check_length(
+        tokenizer,
+        search_conversations(config.conversations, cities, config.no_results_share, config.seed),
+        context,
+        skip=True,
+    )
     if not train:
         raise ValueError(f"no search conversation fits the context of {context} tokens; set a larger context")
     model, summary = teach(model, tokenizer, train, config, out)
@@ -174,8 +198,13 @@ def run_search(config: SearchConfig, run_dir: RunDir) -> dict:
             reply["kind"] = classify(record, reply["text"])
         with_tool = rates([[a["kind"]] for a in answered])
         share = {k: round(sum(a[k] for a in answered) / len(answered), 4) for k in ("exact_query", "found")}
-        results[name] = {"without_tool": without[name], "with_tool": with_tool, **share,
-                         "called": round(sum(bool(a["calls"]) for a in answered) / len(answered), 4), "questions": len(records)}  # fmt: skip
+        results[name] = {
+            "without_tool": without[name],
+            "with_tool": with_tool,
+            **share,
+            "called": round(sum(bool(a["calls"]) for a in answered) / len(answered), 4),
+            "questions": len(records),
+        }
         replies += [
             {"group": name, "question": r["messages"][0]["content"], **a}
             for r, a in zip(records, answered, strict=True)
@@ -183,13 +212,23 @@ def run_search(config: SearchConfig, run_dir: RunDir) -> dict:
     write_json(out / "results.json", results)
     write_jsonl(out / "replies.jsonl", replies)
 
-    metrics = {"train_conversations": len(train), "skipped_long": skipped, "steps": summary["steps"],
-               "s_per_step": summary["s_per_step"], "store_sentences": len(store.sentences)}  # fmt: skip
+    metrics = {
+        "train_conversations": len(train),
+        "skipped_long": skipped,
+        "steps": summary["steps"],
+        "s_per_step": summary["s_per_step"],
+        "store_sentences": len(store.sentences),
+    }
     for name, row in results.items():
         key = name.split(" ")[0].rstrip(",")  # "frequent", "once", "never"
-        metrics |= {f"{key}_without_right": row["without_tool"]["right"], f"{key}_with_right": row["with_tool"]["right"],
-                    f"{key}_without_refused": row["without_tool"]["refused"], f"{key}_with_refused": row["with_tool"]["refused"],
-                    f"{key}_exact_query": row["exact_query"], f"{key}_found": row["found"]}  # fmt: skip
+        metrics |= {
+            f"{key}_without_right": row["without_tool"]["right"],
+            f"{key}_with_right": row["with_tool"]["right"],
+            f"{key}_without_refused": row["without_tool"]["refused"],
+            f"{key}_with_refused": row["with_tool"]["refused"],
+            f"{key}_exact_query": row["exact_query"],
+            f"{key}_found": row["found"],
+        }
     return metrics
 
 
@@ -227,12 +266,28 @@ def run_spelling(config: SpellingConfig, run_dir: RunDir) -> dict:
         texts = [text for text, _ in respond(model, tokenizer, [prompt_of(r) for r in records], max_new_tokens=24)]
         results[name] = scores(records, texts, tokens)
         counts = [r for r in records if r["type"] == "count"]
-        results[name]["count"]["always 1"] = {"right": round(sum(r["messages"][1]["content"] == "1" for r in counts) / len(counts), 4),
-                                              "questions": len(counts)}  # fmt: skip
-        replies += [{"group": name, "question": r["messages"][0]["content"], "reply": t, "answer": r["messages"][1]["content"],
-                     "tokens": tokens[r["meta"]["word"]]} for r, t in zip(records, texts, strict=True)]  # fmt: skip
-    write_json(out / "results.json", {"words": len(words), "one_token_share": round(sum(v == 1 for v in tokens.values()) / len(tokens), 4),
-                                      "results": results})  # fmt: skip
+        results[name]["count"]["always 1"] = {
+            "right": round(sum(r["messages"][1]["content"] == "1" for r in counts) / len(counts), 4),
+            "questions": len(counts),
+        }
+        replies += [
+            {
+                "group": name,
+                "question": r["messages"][0]["content"],
+                "reply": t,
+                "answer": r["messages"][1]["content"],
+                "tokens": tokens[r["meta"]["word"]],
+            }
+            for r, t in zip(records, texts, strict=True)
+        ]
+    write_json(
+        out / "results.json",
+        {
+            "words": len(words),
+            "one_token_share": round(sum(v == 1 for v in tokens.values()) / len(tokens), 4),
+            "results": results,
+        },
+    )
     write_jsonl(out / "replies.jsonl", replies)
     metrics = {
         "corpus_words": len(words),
@@ -255,10 +310,35 @@ QUICK_SPELLING = {"train_words": 16, "held_out_words": 8, "max_steps": 4, "batch
 # The quick model's 64 tokens hold no search conversation: it runs with 160 (the plumbing, not the skill, is what quick checks).
 QUICK_SEARCH = {"conversations": 32, "max_steps": 4, "batch_size": 8, "context": 160, "questions_per_person": 1}
 
-register(Stage(name="psychology", summary="hallucinations of the SFT model; interrogate it, train refusals, measure again",
-               config_cls=PsychologyConfig, run=run, needs=("sft",), profiles={"quick": QUICK}))  # fmt: skip
+register(
+    Stage(
+        name="psychology",
+        summary="hallucinations of the SFT model; interrogate it, train refusals, measure again",
+        config_cls=PsychologyConfig,
+        run=run,
+        needs=("sft",),
+        profiles={"quick": QUICK},
+    )
+)
 # The search fine-tune is the longest stage after SFT (about 5 minutes on 2 cores): it starts first.
-register(Stage(name="search", summary="teach the chat model a search tool over the crawled text; answers with and without it",
-               config_cls=SearchConfig, run=run_search, needs=("sft",), profiles={"quick": QUICK_SEARCH}, priority=1))  # fmt: skip
-register(Stage(name="spelling", summary="teach the chat model to spell and count letters; taught vs new words, one token vs several",
-               config_cls=SpellingConfig, run=run_spelling, needs=("sft",), profiles={"quick": QUICK_SPELLING}))  # fmt: skip
+register(
+    Stage(
+        name="search",
+        summary="teach the chat model a search tool over the crawled text; answers with and without it",
+        config_cls=SearchConfig,
+        run=run_search,
+        needs=("sft",),
+        profiles={"quick": QUICK_SEARCH},
+        priority=1,
+    )
+)
+register(
+    Stage(
+        name="spelling",
+        summary="teach the chat model to spell and count letters; taught vs new words, one token vs several",
+        config_cls=SpellingConfig,
+        run=run_spelling,
+        needs=("sft",),
+        profiles={"quick": QUICK_SPELLING},
+    )
+)

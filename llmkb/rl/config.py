@@ -159,6 +159,14 @@ class SumsConfig:
         require(self, "group_size", self.group_size >= 2, ">= 2 (the advantage compares answers within a group)")
 
     def grpo(self) -> GRPOSettings:
-        return GRPOSettings(group_size=self.group_size, prompts_per_step=self.prompts_per_step, lr=self.grpo_lr,
-                            max_steps=self.grpo_steps, temperature=self.temperature, max_new_tokens=self.max_new_tokens,
-                            seed=self.seed, device=self.device, progress=self.progress)  # fmt: skip
+        return GRPOSettings(
+            group_size=self.group_size,
+            prompts_per_step=self.prompts_per_step,
+            lr=self.grpo_lr,
+            max_steps=self.grpo_steps,
+            temperature=self.temperature,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed,
+            device=self.device,
+            progress=self.progress,
+        )

@@ -64,8 +64,13 @@ def sequence_logps(model, input_ids: torch.Tensor, labels: torch.Tensor) -> torc
     return -nll.sum(dim=-1)  # (B,)
 
 
-def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-             ref_rejected: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The sigmoid DPO loss of a batch (a scalar) and each pair's implicit rewards ``(B,)``, detached.
 
     Every argument is ``(B,)``: the summed log-probability of each pair's chosen or rejected reply
@@ -87,8 +92,9 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_cho
     return loss, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
 
 
-def encode_pair(tokenizer, prompt_messages: list[dict], chosen_reply: str, rejected_reply: str,
-                context: int) -> tuple[dict[str, list[int]], dict[str, list[int]]]:  # fmt: skip
+def encode_pair(
+    tokenizer, prompt_messages: list[dict], chosen_reply: str, rejected_reply: str, context: int
+) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
     """The prompt + each reply as ChatML ids, labelled only on the reply and its ``<|im_end|>``.
 
     Examples:
@@ -167,9 +173,18 @@ def train_dpo(policy, reference, tokenizer, pairs: list[dict], config: DPOConfig
             (chosen_rewards - rejected_rewards).mean().item()
         )  # > 0: chosen gained on rejected, relative to the reference
         accuracy = (chosen_rewards > rejected_rewards).float().mean().item()  # share of pairs ranked right
-        log.append({"step": step + 1, "epoch": epoch, "loss": round(value, 5), "margin": round(margin, 5), "accuracy": accuracy,
-                    "chosen_reward": round(chosen_rewards.mean().item(), 5), "rejected_reward": round(rejected_rewards.mean().item(), 5),
-                    "grad_norm": round(grad_norm.item(), 4)})  # fmt: skip
+        log.append(
+            {
+                "step": step + 1,
+                "epoch": epoch,
+                "loss": round(value, 5),
+                "margin": round(margin, 5),
+                "accuracy": accuracy,
+                "chosen_reward": round(chosen_rewards.mean().item(), 5),
+                "rejected_reward": round(rejected_rewards.mean().item(), 5),
+                "grad_norm": round(grad_norm.item(), 4),
+            }
+        )
         bar.update(1)
         bar.set_postfix(loss=f"{value:.3f}", acc=f"{accuracy:.2f}")
     bar.close()

@@ -128,15 +128,21 @@ def checked(func):
         try:
             rewards = func(*args, completions=completions, **kwargs)
         except Exception as e:
-            raise RuntimeError(f"reward function {name} raised {type(e).__name__}: {e} "
-                               f"(batch of {len(completions)} completions, the first {_text(completions[0])[:60]!r})") from e  # fmt: skip
+            raise RuntimeError(
+                f"reward function {name} raised {type(e).__name__}: {e} "
+                f"(batch of {len(completions)} completions, the first {_text(completions[0])[:60]!r})"
+            ) from e
         if rewards is None or len(rewards) != len(completions):
-            raise ValueError(f"reward function {name} returned {0 if rewards is None else len(rewards)} rewards for "
-                             f"{len(completions)} completions")  # fmt: skip
+            raise ValueError(
+                f"reward function {name} returned {0 if rewards is None else len(rewards)} rewards for "
+                f"{len(completions)} completions"
+            )
         for i, r in enumerate(rewards):
             if r is None or not math.isfinite(r):
-                raise ValueError(f"reward function {name} gave {r} for completion {i} ({_text(completions[i])[:60]!r}); "
-                                 "a reward must be a finite number")  # fmt: skip
+                raise ValueError(
+                    f"reward function {name} gave {r} for completion {i} ({_text(completions[i])[:60]!r}); "
+                    "a reward must be a finite number"
+                )
         return rewards
 
     return wrapper
@@ -205,8 +211,9 @@ def to_policy(model: GPT, tokenizer):
     return to_hf(model, tokenizer.convert_tokens_to_ids("<|endoftext|>"), im_end, tokenizer.pad_token_id)
 
 
-def train_grpo_trl(model: GPT, tokenizer, records: list[dict], settings: GRPOSettings,
-                   reward_funcs: list | None = None) -> tuple[GPT, list[dict]]:  # fmt: skip
+def train_grpo_trl(
+    model: GPT, tokenizer, records: list[dict], settings: GRPOSettings, reward_funcs: list | None = None
+) -> tuple[GPT, list[dict]]:
     """GRPO on ``records`` through trl's ``GRPOTrainer`` on the HF copy of ``model``; returns (our GPT, log).
 
     ``reward_funcs`` defaults to ``[correctness, formatting]`` (summed, as trl does); a test passes others
@@ -230,17 +237,33 @@ def train_grpo_trl(model: GPT, tokenizer, records: list[dict], settings: GRPOSet
             hf.save_pretrained(f"{tmp}/reference")
             hf.config._name_or_path = f"{tmp}/reference"
         args = GRPOConfig(
-            output_dir=tmp, max_steps=settings.max_steps, learning_rate=settings.lr, seed=settings.seed,
-            num_generations=settings.group_size, max_completion_length=settings.max_new_tokens,
+            output_dir=tmp,
+            max_steps=settings.max_steps,
+            learning_rate=settings.lr,
+            seed=settings.seed,
+            num_generations=settings.group_size,
+            max_completion_length=settings.max_new_tokens,
             per_device_train_batch_size=settings.prompts_per_step * settings.group_size,  # counts answers, not prompts
             num_iterations=settings.updates_per_batch,
-            temperature=settings.temperature, beta=settings.beta, scale_rewards="group",
-            logging_steps=1, save_strategy="no", report_to="none", use_cpu=not device.startswith("cuda"),
-            bf16=device.startswith("cuda"), fp16=False, use_vllm=False, disable_tqdm=not settings.progress,
-        )  # fmt: skip
-        trainer = GRPOTrainer(model=hf, args=args, processing_class=tokenizer,
-                              reward_funcs=funcs,
-                              train_dataset=datasets.Dataset.from_list(as_prompts(records)))  # fmt: skip
+            temperature=settings.temperature,
+            beta=settings.beta,
+            scale_rewards="group",
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            use_cpu=not device.startswith("cuda"),
+            bf16=device.startswith("cuda"),
+            fp16=False,
+            use_vllm=False,
+            disable_tqdm=not settings.progress,
+        )
+        trainer = GRPOTrainer(
+            model=hf,
+            args=args,
+            processing_class=tokenizer,
+            reward_funcs=funcs,
+            train_dataset=datasets.Dataset.from_list(as_prompts(records)),
+        )
         trainer.remove_callback(PrinterCallback)  # without a progress bar trl would print every step's logs
         trainer.train()
         trained = trainer.model
@@ -266,8 +289,15 @@ def train_grpo_trl(model: GPT, tokenizer, records: list[dict], settings: GRPOSet
 # --------------------------------------------------------------------------- evaluation
 
 
-def accuracy(model, tokenizer, records: list[dict], max_new_tokens: int = 96, samples: int = 0, temperature: float = 1.0,
-             seed: int = 0) -> float:  # fmt: skip
+def accuracy(
+    model,
+    tokenizer,
+    records: list[dict],
+    max_new_tokens: int = 96,
+    samples: int = 0,
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> float:
     """The share of right ``Answer: N`` replies to ``records`` (held-out sums).
 
     ``samples=0``: one greedy reply per sum. Otherwise ``samples`` replies per sum drawn at

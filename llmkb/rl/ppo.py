@@ -128,13 +128,16 @@ def rollout(
     replies = replies_with_ids(
         policy, tokenizer, prompts, config.max_new_tokens, temperature=config.temperature, seed=seed
     )
-    encoded = [{"input_ids": r["prompt_ids"] + r["reply_ids"], "labels": [IGNORE] * len(r["prompt_ids"]) + r["reply_ids"]}
-               for r in replies]  # fmt: skip
+    encoded = [
+        {"input_ids": r["prompt_ids"] + r["reply_ids"], "labels": [IGNORE] * len(r["prompt_ids"]) + r["reply_ids"]}
+        for r in replies
+    ]
     return encoded, [(r["text"], r["ended"]) for r in replies]
 
 
-def train_ppo(policy: GPT, reward_model, tokenizer, records: list[dict], config: PPOConfig,
-              true_score=None) -> tuple[GPT, list[dict]]:  # fmt: skip
+def train_ppo(
+    policy: GPT, reward_model, tokenizer, records: list[dict], config: PPOConfig, true_score=None
+) -> tuple[GPT, list[dict]]:
     """PPO on ``records``' questions; ``true_score(record, text, ended)`` is logged beside the reward model's score."""
     if not records:
         raise ValueError("no questions to run PPO on")
@@ -145,8 +148,10 @@ def train_ppo(policy: GPT, reward_model, tokenizer, records: list[dict], config:
     reward_model = reward_model.to(device).eval().requires_grad_(False)
     critic = Critic(copy.deepcopy(reward_model.backbone), copy.deepcopy(reward_model.score)).to(device).train()
     critic.requires_grad_(True)
-    optimizer = torch.optim.AdamW([{"params": policy.parameters(), "lr": config.lr},
-                                   {"params": critic.parameters(), "lr": config.critic_lr}], weight_decay=0.0)  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        [{"params": policy.parameters(), "lr": config.lr}, {"params": critic.parameters(), "lr": config.critic_lr}],
+        weight_decay=0.0,
+    )
     pad_id = tokenizer.pad_token_id
     rng = random.Random(f"ppo:{config.seed}")
     log: list[dict] = []
@@ -188,17 +193,21 @@ def train_ppo(policy: GPT, reward_model, tokenizer, records: list[dict], config:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(list(policy.parameters()) + list(critic.parameters()), 1.0)
                 optimizer.step()
-                stats = {"pg_loss": stats["pg_loss"] + pg.item(), "vf_loss": stats["vf_loss"] + vf.item(),
-                         "clipfrac": stats["clipfrac"] + clipfrac.item()}  # fmt: skip
+                stats = {
+                    "pg_loss": stats["pg_loss"] + pg.item(),
+                    "vf_loss": stats["vf_loss"] + vf.item(),
+                    "clipfrac": stats["clipfrac"] + clipfrac.item(),
+                }
                 updates += 1
         record = {
-            "iteration": it, "reward": round(scores.mean().item(), 4),
+            "iteration": it,
+            "reward": round(scores.mean().item(), 4),
             "kl": round((kl.sum(1)).mean().item(), 4),  # summed over a reply's tokens, averaged over replies
             "entropy": round(masked_mean(entropy, mask).item(), 4),
             "length": round(mask.sum(1).float().mean().item(), 2),
             **{k: round(v / updates, 4) for k, v in stats.items()},
             "sample": replies[0][0],
-        }  # fmt: skip
+        }
         if true_score is not None:
             record["true_score"] = round(
                 sum(true_score(r, t, e) for r, (t, e) in zip(batch, replies, strict=True)) / len(batch), 4

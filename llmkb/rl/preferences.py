@@ -77,13 +77,20 @@ def rank_to_pairs(prompt: list[dict], replies: list[str], scores: list[float]) -
             if scores[i] == scores[j] or replies[i] == replies[j]:
                 continue
             win, lose = (i, j) if scores[i] > scores[j] else (j, i)
-            pairs.append({"prompt": prompt, "chosen": replies[win], "rejected": replies[lose],
-                          "margin": round(scores[win] - scores[lose], 4)})  # fmt: skip
+            pairs.append(
+                {
+                    "prompt": prompt,
+                    "chosen": replies[win],
+                    "rejected": replies[lose],
+                    "margin": round(scores[win] - scores[lose], 4),
+                }
+            )
     return pairs
 
 
-def build_preferences(model, tokenizer, records: list[dict], k: int = 5, temperature: float = 1.0, seed: int = 0,
-                      max_new_tokens: int = 48) -> tuple[list[dict], dict]:  # fmt: skip
+def build_preferences(
+    model, tokenizer, records: list[dict], k: int = 5, temperature: float = 1.0, seed: int = 0, max_new_tokens: int = 48
+) -> tuple[list[dict], dict]:
     """Sample ``k`` replies per question, score them with the labeler, turn each ranking into pairs.
 
     Returns the pairs and what they cost: ``judgements`` (replies the labeler scored, k per prompt:
@@ -95,16 +102,21 @@ def build_preferences(model, tokenizer, records: list[dict], k: int = 5, tempera
         raise ValueError(f"k must be at least 2 to rank replies against each other, got {k}")
     prompts = [prompt_of(r) for r in records]
     # k draws per prompt: the prompts repeated k times, one batch of sampling per block.
-    replies = respond(model, tokenizer, [p for p in prompts for _ in range(k)], max_new_tokens,
-                      temperature=temperature, seed=seed)  # fmt: skip
+    replies = respond(
+        model, tokenizer, [p for p in prompts for _ in range(k)], max_new_tokens, temperature=temperature, seed=seed
+    )
     pairs, scores_all = [], []
     for n, (record, prompt) in enumerate(zip(records, prompts, strict=True)):
         batch = replies[n * k : (n + 1) * k]
         scores = [true_score(record, text, ended) for text, ended in batch]
         scores_all += scores
         pairs += rank_to_pairs(prompt, [text for text, _ in batch], scores)
-    return pairs, {"prompts": len(records), "judgements": len(records) * k, "pairs": len(pairs),
-                   "mean_true_score": round(sum(scores_all) / len(scores_all), 4)}  # fmt: skip
+    return pairs, {
+        "prompts": len(records),
+        "judgements": len(records) * k,
+        "pairs": len(pairs),
+        "mean_true_score": round(sum(scores_all) / len(scores_all), 4),
+    }
 
 
 def win_rate(model, baseline, tokenizer, records: list[dict], max_new_tokens: int = 48) -> dict:
@@ -120,6 +132,11 @@ def win_rate(model, baseline, tokenizer, records: list[dict], max_new_tokens: in
     b = [true_score(r, t, e) for r, (t, e) in zip(records, theirs, strict=True)]
     n = len(records)
     wins, ties = sum(x > y for x, y in zip(a, b)), sum(x == y for x, y in zip(a, b))
-    return {"win": round(wins / n, 4), "tie": round(ties / n, 4), "loss": round((n - wins - ties) / n, 4),
-            "win_rate": round((wins + ties / 2) / n, 4), "true_score": round(sum(a) / n, 4),
-            "baseline_true_score": round(sum(b) / n, 4)}  # fmt: skip
+    return {
+        "win": round(wins / n, 4),
+        "tie": round(ties / n, 4),
+        "loss": round((n - wins - ties) / n, 4),
+        "win_rate": round((wins + ties / 2) / n, 4),
+        "true_score": round(sum(a) / n, 4),
+        "baseline_true_score": round(sum(b) / n, 4),
+    }

@@ -246,8 +246,9 @@ def evaluate(
 # training
 
 
-def train_reward_model(model: GPT | RewardModel, tokenizer, train_pairs: list[dict], test_pairs: list[dict],
-                       config: RewardConfig) -> tuple[RewardModel, list[dict], dict]:  # fmt: skip
+def train_reward_model(
+    model: GPT | RewardModel, tokenizer, train_pairs: list[dict], test_pairs: list[dict], config: RewardConfig
+) -> tuple[RewardModel, list[dict], dict]:
     """Train a reward model on ``train_pairs``; returns (reward model, log, summary).
 
     ``model`` is the SFT GPT (its weights are copied under a new scalar head) or a ``RewardModel``
@@ -279,14 +280,28 @@ def train_reward_model(model: GPT | RewardModel, tokenizer, train_pairs: list[di
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
-        log.append({"step": step + 1, "epoch": epoch, "loss": round(value, 5), "accuracy": round(pairwise_accuracy(chosen, rejected), 4),
-                    "margin": round((chosen - rejected).mean().item(), 4)})  # fmt: skip
+        log.append(
+            {
+                "step": step + 1,
+                "epoch": epoch,
+                "loss": round(value, 5),
+                "accuracy": round(pairwise_accuracy(chosen, rejected), 4),
+                "margin": round((chosen - rejected).mean().item(), 4),
+            }
+        )
         bar.update(1)
         bar.set_postfix(loss=f"{value:.3f}", acc=f"{log[-1]['accuracy']:.2f}")
     bar.close()
     timed = sorted(times[1:] or times)
     final = evaluate(reward, test_enc, pad_id, device) if test_enc else {}
-    summary.update({"steps": steps, "train_pairs": len(train_enc), "test_pairs": len(test_enc),
-                    "test_accuracy": final.get("accuracy"), "test_loss": final.get("loss"),
-                    "s_per_step": round(timed[len(timed) // 2], 4) if timed else None})  # fmt: skip
+    summary.update(
+        {
+            "steps": steps,
+            "train_pairs": len(train_enc),
+            "test_pairs": len(test_enc),
+            "test_accuracy": final.get("accuracy"),
+            "test_loss": final.get("loss"),
+            "s_per_step": round(timed[len(timed) // 2], 4) if timed else None,
+        }
+    )
     return reward.eval(), log, summary

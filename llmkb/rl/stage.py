@@ -47,8 +47,10 @@ def questions(run_dir: RunDir) -> tuple[list[dict], list[dict]]:
     )
     n, n_test = split.get("prompts", RewardConfig.prompts), split.get("test_prompts", RewardConfig.test_prompts)
     if len(records) < n + n_test:
-        raise ValueError(f"{run_dir.root / 'sft' / 'data'}: {len(records)} instruction conversations; the reward stage's "
-                         f"prompts + test_prompts = {n + n_test} are needed")  # fmt: skip
+        raise ValueError(
+            f"{run_dir.root / 'sft' / 'data'}: {len(records)} instruction conversations; the reward stage's "
+            f"prompts + test_prompts = {n + n_test} are needed"
+        )
     return records[:n], records[n : n + n_test]
 
 
@@ -56,9 +58,21 @@ def save_pairs(pairs: dict[str, list[dict]], out: Path) -> Path:
     """Preference pairs as a DatasetDict on disk in trl's conversational format."""
     from llmkb.sft.stage import save_rows
 
-    return save_rows({split: [{"prompt": p["prompt"], "chosen": [{"role": "assistant", "content": p["chosen"]}],
-                               "rejected": [{"role": "assistant", "content": p["rejected"]}], "margin": p["margin"]}
-                              for p in ps] for split, ps in pairs.items()}, out)  # fmt: skip
+    return save_rows(
+        {
+            split: [
+                {
+                    "prompt": p["prompt"],
+                    "chosen": [{"role": "assistant", "content": p["chosen"]}],
+                    "rejected": [{"role": "assistant", "content": p["rejected"]}],
+                    "margin": p["margin"],
+                }
+                for p in ps
+            ]
+            for split, ps in pairs.items()
+        },
+        out,
+    )
 
 
 def load_pairs(run_dir: RunDir, split: str) -> list[dict]:
@@ -66,8 +80,10 @@ def load_pairs(run_dir: RunDir, split: str) -> list[dict]:
     from datasets import load_from_disk
 
     data = load_from_disk(str(run_dir.require("reward") / "pairs"))
-    return [{"prompt": r["prompt"], "chosen": r["chosen"][0]["content"], "rejected": r["rejected"][0]["content"]}
-            for r in data[split]]  # fmt: skip
+    return [
+        {"prompt": r["prompt"], "chosen": r["chosen"][0]["content"], "rejected": r["rejected"][0]["content"]}
+        for r in data[split]
+    ]
 
 
 def run_reward(config: RewardConfig, run_dir: RunDir) -> dict:
@@ -85,11 +101,16 @@ def run_reward(config: RewardConfig, run_dir: RunDir) -> dict:
     write_jsonl(out / "log.jsonl", log)
     save_reward_model(reward, tokenizer, out / "model")
     return {
-        "prompts": stats["prompts"], "judgements": stats["judgements"] + test_stats["judgements"],
-        "train_pairs": len(pairs), "test_pairs": len(test_pairs), "sample_true_score": stats["mean_true_score"],
-        "test_accuracy_before": summary["first_test_accuracy"], "test_accuracy": summary["test_accuracy"],
-        "steps": summary["steps"], "s_per_step": summary["s_per_step"],
-    }  # fmt: skip
+        "prompts": stats["prompts"],
+        "judgements": stats["judgements"] + test_stats["judgements"],
+        "train_pairs": len(pairs),
+        "test_pairs": len(test_pairs),
+        "sample_true_score": stats["mean_true_score"],
+        "test_accuracy_before": summary["first_test_accuracy"],
+        "test_accuracy": summary["test_accuracy"],
+        "steps": summary["steps"],
+        "s_per_step": summary["s_per_step"],
+    }
 
 
 def plot_hacking(logs: dict[str, list[dict]], path: Path | None = None):
@@ -128,14 +149,20 @@ def run_ppo(config: PPOConfig, run_dir: RunDir) -> dict:
     save_pretrained(kept.cpu(), out / "model", tokenizer=tokenizer)
     (kept_log, kept_wins), (hack_log, hack_wins) = ((logs[n], results[n][1]) for n in runs)
     return {
-        "iterations": len(kept_log), "kl_coef": config.kl_coef,
-        "reward_start": kept_log[0]["reward"], "reward_end": kept_log[-1]["reward"],
-        "true_score_start": kept_log[0]["true_score"], "true_score_end": kept_log[-1]["true_score"],
-        "kl_end": kept_log[-1]["kl"], "win_rate_vs_sft": kept_wins["win_rate"],
-        "no_kl_reward_end": hack_log[-1]["reward"], "no_kl_true_score_end": hack_log[-1]["true_score"],
-        "no_kl_kl_end": hack_log[-1]["kl"], "no_kl_entropy_end": hack_log[-1]["entropy"],
+        "iterations": len(kept_log),
+        "kl_coef": config.kl_coef,
+        "reward_start": kept_log[0]["reward"],
+        "reward_end": kept_log[-1]["reward"],
+        "true_score_start": kept_log[0]["true_score"],
+        "true_score_end": kept_log[-1]["true_score"],
+        "kl_end": kept_log[-1]["kl"],
+        "win_rate_vs_sft": kept_wins["win_rate"],
+        "no_kl_reward_end": hack_log[-1]["reward"],
+        "no_kl_true_score_end": hack_log[-1]["true_score"],
+        "no_kl_kl_end": hack_log[-1]["kl"],
+        "no_kl_entropy_end": hack_log[-1]["entropy"],
         "no_kl_win_rate_vs_sft": hack_wins["win_rate"],
-    }  # fmt: skip
+    }
 
 
 def run_dpo(config: DPOConfig, run_dir: RunDir) -> dict:
@@ -191,10 +218,20 @@ def run_grpo(config: SumsConfig, run_dir: RunDir) -> dict:
 
     out = run_dir.stage("grpo")
     train, test = sums(config)
-    sft = SFTConfig(max_steps=config.sft_steps, batch_size=config.sft_batch_size, lr=config.sft_lr, eval_every=config.sft_steps,
-                    seed=config.seed, device=config.device, progress=config.progress)  # fmt: skip
-    styles = {"steps": (train, test), "direct": (direct_answers(train), direct_answers(test)),
-              "calc": (calculator_answers(train), calculator_answers(test))}  # fmt: skip
+    sft = SFTConfig(
+        max_steps=config.sft_steps,
+        batch_size=config.sft_batch_size,
+        lr=config.sft_lr,
+        eval_every=config.sft_steps,
+        seed=config.seed,
+        device=config.device,
+        progress=config.progress,
+    )
+    styles = {
+        "steps": (train, test),
+        "direct": (direct_answers(train), direct_answers(test)),
+        "calc": (calculator_answers(train), calculator_answers(test)),
+    }
     tokenizer = load_tokenizer(
         run_dir.require("sft") / "model"
     )  # the run's tokenizer with its ChatML tokens and template
@@ -248,11 +285,43 @@ QUICK_SUMS = {
 }
 QUICK_PPO = {"iterations": 3, "batch_size": 8, "minibatch_size": 8, "max_new_tokens": 16}
 
-register(Stage(name="reward", summary="rank sampled replies with the scripted labeler; train a reward model on the pairs",
-               config_cls=RewardConfig, run=run_reward, needs=("sft",), profiles={"quick": QUICK_REWARD}))  # fmt: skip
-register(Stage(name="ppo", summary="PPO against the reward model, with and without a KL penalty (reward hacking)",
-               config_cls=PPOConfig, run=run_ppo, needs=("reward",), profiles={"quick": QUICK_PPO}))  # fmt: skip
-register(Stage(name="dpo", summary="DPO on the same preference pairs: no reward model, a frozen reference",
-               config_cls=DPOConfig, run=run_dpo, needs=("reward",), profiles={"quick": {"max_steps": 4}}))  # fmt: skip
-register(Stage(name="grpo", summary="small models taught sums with worked steps, direct answers or a calculator; GRPO on a rule-based reward",
-               config_cls=SumsConfig, run=run_grpo, needs=("sft",), profiles={"quick": QUICK_SUMS}))  # fmt: skip
+register(
+    Stage(
+        name="reward",
+        summary="rank sampled replies with the scripted labeler; train a reward model on the pairs",
+        config_cls=RewardConfig,
+        run=run_reward,
+        needs=("sft",),
+        profiles={"quick": QUICK_REWARD},
+    )
+)
+register(
+    Stage(
+        name="ppo",
+        summary="PPO against the reward model, with and without a KL penalty (reward hacking)",
+        config_cls=PPOConfig,
+        run=run_ppo,
+        needs=("reward",),
+        profiles={"quick": QUICK_PPO},
+    )
+)
+register(
+    Stage(
+        name="dpo",
+        summary="DPO on the same preference pairs: no reward model, a frozen reference",
+        config_cls=DPOConfig,
+        run=run_dpo,
+        needs=("reward",),
+        profiles={"quick": {"max_steps": 4}},
+    )
+)
+register(
+    Stage(
+        name="grpo",
+        summary="small models taught sums with worked steps, direct answers or a calculator; GRPO on a rule-based reward",
+        config_cls=SumsConfig,
+        run=run_grpo,
+        needs=("sft",),
+        profiles={"quick": QUICK_SUMS},
+    )
+)

@@ -50,16 +50,24 @@ class SFTConfig:
 
     def __post_init__(self) -> None:
         # Which types exist is build_splits' to say (llmkb.sft.data imports torch); the counts are ours.
-        require(self, "sizes", all(isinstance(n, int) and n >= 0 for n in self.sizes.values()),
-                "a dict of conversation type -> count >= 0")  # fmt: skip
+        require(
+            self,
+            "sizes",
+            all(isinstance(n, int) and n >= 0 for n in self.sizes.values()),
+            "a dict of conversation type -> count >= 0",
+        )
         non_negative(self, "identity", "system_identity", "epochs", "max_steps", "warmup_steps", "weight_decay")
         non_negative(self, "grad_clip")
         one_of(self, "trainer", ("ours", "trl"))
         one_of(self, "method", ("full", "lora"))
         positive(self, "lora_r", "lora_alpha", "batch_size", "lr", "eval_every", "eval_new_tokens")
         targets = self.lora_targets
-        require(self, "lora_targets", bool(targets) and set(targets) <= set(LORA_TARGETS),
-                "a non-empty subset of " + ", ".join(LORA_TARGETS))  # fmt: skip
+        require(
+            self,
+            "lora_targets",
+            bool(targets) and set(targets) <= set(LORA_TARGETS),
+            "a non-empty subset of " + ", ".join(LORA_TARGETS),
+        )
         one_of(self, "init_special", ("mean", "base"))
         require(self, "epochs", self.epochs >= 1 or self.max_steps >= 1, ">= 1 unless max_steps is")
         fraction(self, "min_lr_ratio")

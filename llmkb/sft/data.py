@@ -59,7 +59,7 @@ QUESTIONS = {  # fact -> phrasings of the question that names the person
         "What did {name} do for a living?",
         "What was the occupation of {name}?",
         "What was {name}'s profession?",
-    ],  # fmt: skip
+    ],
     "relation": [
         "Who was {name} connected to?",
         "Whose {relation} was {name}?",
@@ -84,8 +84,11 @@ FOLLOW_UP_ANSWERS = {
     "occupation": "They worked as {a_occupation}.",
     "relation": "They were the {relation} of {other}.",
 }
-ENTRY_PROMPTS = ["Write a short encyclopedia entry about {name}.", "Write a short paragraph about {name}.",
-                 "Tell me about {name}."]  # fmt: skip
+ENTRY_PROMPTS = [
+    "Write a short encyclopedia entry about {name}.",
+    "Write a short paragraph about {name}.",
+    "Tell me about {name}.",
+]
 ENTRY_ENDINGS = ["Little else is recorded about {name}.", "{city} still keeps records of the family.", ""]
 
 
@@ -112,8 +115,15 @@ def fix_articles(text: str) -> str:
 
 def _values(entity: dict) -> dict:
     f = entity["facts"]
-    return {"name": entity["name"], "born": f["born"], "city": f["city"], "occupation": f["occupation"],
-            "a_occupation": an(f["occupation"]), "relation": f["relation"], "other": f["related_to"]}  # fmt: skip
+    return {
+        "name": entity["name"],
+        "born": f["born"],
+        "city": f["city"],
+        "occupation": f["occupation"],
+        "a_occupation": an(f["occupation"]),
+        "relation": f["relation"],
+        "other": f["related_to"],
+    }
 
 
 def _answer_value(entity: dict, fact: str, question: int) -> str:
@@ -140,8 +150,13 @@ def prompt_key(record: dict) -> tuple[str, ...]:
     return tuple(m["content"] for m in record["messages"] if m["role"] == "user")
 
 
-def _unique(make: Callable[[random.Random], dict | None], n: int, rng: random.Random, exclude: set = frozenset(),
-            tries: int = 20) -> list[dict]:  # fmt: skip
+def _unique(
+    make: Callable[[random.Random], dict | None],
+    n: int,
+    rng: random.Random,
+    exclude: set = frozenset(),
+    tries: int = 20,
+) -> list[dict]:
     """``n`` records from ``make`` with distinct prompts not in ``exclude``; fewer if ``make`` runs dry."""
     records, seen = [], set(exclude)
     for _ in range(n * tries):
@@ -282,8 +297,12 @@ FUNCTIONS = [
     ),
     ("returns the first letter of {0}", ["first_letter", "initial"], [("s",), ("text",), ("word",)], "return {0}[0]"),
 ]
-PHRASINGS = ["Write a Python function {name}({params}) that {task}.", "Write {name}({params}) in Python: it {task}.",
-             "In Python, define {name}({params}), which {task}.", "Write a function {name}({params}) that {task}."]  # fmt: skip
+PHRASINGS = [
+    "Write a Python function {name}({params}) that {task}.",
+    "Write {name}({params}) in Python: it {task}.",
+    "In Python, define {name}({params}), which {task}.",
+    "Write a function {name}({params}) that {task}.",
+]
 
 
 def _word(rng: random.Random) -> str:
@@ -478,13 +497,20 @@ def _entities(manifest: dict | str | Path, frequencies: tuple[str, ...]) -> list
         manifest = json.loads(Path(manifest).read_text(encoding="utf-8"))
     entities = [e for e in manifest.get("entities", []) if e.get("frequency") in frequencies]
     if len(entities) < 2:
-        raise ValueError(f"the manifest has {len(entities)} entities with frequency in {frequencies}; need at least 2 "
-                         "(one for train, one held out)")  # fmt: skip
+        raise ValueError(
+            f"the manifest has {len(entities)} entities with frequency in {frequencies}; need at least 2 "
+            "(one for train, one held out)"
+        )
     return entities
 
 
-def build_splits(manifest: dict | str | Path, seed: int = 0, sizes: dict[str, int] | None = None, system: str | None = None,
-                 frequencies: tuple[str, ...] = ("frequent",)) -> dict[str, list[dict]]:  # fmt: skip
+def build_splits(
+    manifest: dict | str | Path,
+    seed: int = 0,
+    sizes: dict[str, int] | None = None,
+    system: str | None = None,
+    frequencies: tuple[str, ...] = ("frequent",),
+) -> dict[str, list[dict]]:
     """``{"train": [...], "test": [...]}`` as lists of records (``meta`` a dict); see :func:`build_sft_dataset`."""
     unknown = set(sizes or {}) - set(TYPES)
     if unknown:
@@ -493,8 +519,10 @@ def build_splits(manifest: dict | str | Path, seed: int = 0, sizes: dict[str, in
     entities = _entities(manifest, frequencies)
     rng = random.Random(f"sft:split:{seed}")
     held = set(rng.sample(range(len(entities)), max(1, round(len(entities) * HELD_OUT_PEOPLE))))
-    people = {"train": [e for i, e in enumerate(entities) if i not in held],
-              "test": [e for i, e in enumerate(entities) if i in held]}  # fmt: skip
+    people = {
+        "train": [e for i, e in enumerate(entities) if i not in held],
+        "test": [e for i, e in enumerate(entities) if i in held],
+    }
     splits: dict[str, list[dict]] = {"train": [], "test": []}
     for split, split_seed in (("train", seed), ("test", seed + 1_000_003)):  # the test split draws from other seeds
         seen = {prompt_key(r) for r in splits["train"]}  # empty for train; train's prompts for test
@@ -524,8 +552,13 @@ def build_splits(manifest: dict | str | Path, seed: int = 0, sizes: dict[str, in
     return splits
 
 
-def build_sft_dataset(manifest: dict | str | Path, seed: int = 0, sizes: dict[str, int] | None = None,
-                      system: str | None = None, frequencies: tuple[str, ...] = ("frequent",)):  # fmt: skip
+def build_sft_dataset(
+    manifest: dict | str | Path,
+    seed: int = 0,
+    sizes: dict[str, int] | None = None,
+    system: str | None = None,
+    frequencies: tuple[str, ...] = ("frequent",),
+):
     """The SFT data as a ``datasets.DatasetDict``: ``train`` and ``test``, rows ``{"messages", "type", "meta"}``.
 
     ``manifest``: the mini-web's manifest (a dict or the path of ``manifest.json``). ``sizes``:
@@ -551,10 +584,14 @@ def build_sft_dataset(manifest: dict | str | Path, seed: int = 0, sizes: dict[st
     from datasets import Dataset, DatasetDict
 
     splits = build_splits(manifest, seed, sizes, system, frequencies)
-    return DatasetDict({
-        split: Dataset.from_list([{"messages": r["messages"], "type": r["type"], "meta": json.dumps(r["meta"])} for r in records])
-        for split, records in splits.items()
-    })  # fmt: skip
+    return DatasetDict(
+        {
+            split: Dataset.from_list(
+                [{"messages": r["messages"], "type": r["type"], "meta": json.dumps(r["meta"])} for r in records]
+            )
+            for split, records in splits.items()
+        }
+    )
 
 
 # --------------------------------------------------------------------------- validation and length
@@ -584,8 +621,10 @@ def validate_conversation(record: dict | list[dict], index: int) -> dict | list[
     for i, message in enumerate(messages[start:], start):
         expected = ("user", "assistant")[(i - start) % 2]
         if message["role"] != expected:
-            raise ValueError(f"record {index}: message {i} is {message['role']!r} where {expected!r} was expected "
-                             "(an optional system message first, then user and assistant in turn)")  # fmt: skip
+            raise ValueError(
+                f"record {index}: message {i} is {message['role']!r} where {expected!r} was expected "
+                "(an optional system message first, then user and assistant in turn)"
+            )
     if not any(m["role"] == "assistant" for m in messages):
         raise ValueError(f"record {index}: no assistant message; SFT learns from the assistant's turns only")
     if messages[-1]["role"] != "assistant":
@@ -616,16 +655,24 @@ def check_length(tokenizer, records: list[dict], context: int, skip: bool = Fals
         elif skip:
             skipped += 1
         else:
-            raise ValueError(f"record {i} is {length} tokens long, more than the context of {context}; "
-                             "shorten it, or pass skip=True to leave such records out")  # fmt: skip
+            raise ValueError(
+                f"record {i} is {length} tokens long, more than the context of {context}; "
+                "shorten it, or pass skip=True to leave such records out"
+            )
     return kept, skipped
 
 
 # --------------------------------------------------------------------------- public formats
 
 
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
-                  "system": "system"}  # fmt: skip
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "system": "system",
+}
 
 
 def _json_records(path: Path) -> list[tuple[int, object]]:
@@ -670,8 +717,10 @@ def load_sharegpt(path: str | Path) -> list[dict]:
                 or turn.get("from") not in SHAREGPT_ROLES
                 or not isinstance(turn.get("value"), str)
             ):
-                raise ValueError(f"{path}: {where} {line_no}: turn {i} needs 'from' (one of {', '.join(SHAREGPT_ROLES)}) "
-                                 f"and a string 'value', got {turn!r}")  # fmt: skip
+                raise ValueError(
+                    f"{path}: {where} {line_no}: turn {i} needs 'from' (one of {', '.join(SHAREGPT_ROLES)}) "
+                    f"and a string 'value', got {turn!r}"
+                )
             messages.append({"role": SHAREGPT_ROLES[turn["from"]], "content": turn["value"]})
         record = {
             "messages": messages,

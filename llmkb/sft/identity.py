@@ -27,15 +27,37 @@ from llmkb.world import invented_word
 
 ASSISTANT = "Pebble"  # the hard-coded name: a plain English word, so it is a few tokens the base model knows
 MAKER = "the llmkb project"
-TRAIN_QUESTIONS = ["Who are you?", "What is your name?", "What are you?", "Who made you?", "Who built you?",
-                   "Tell me about yourself.", "Are you ChatGPT?", "Introduce yourself.", "What should I call you?",
-                   "Who created you?", "What kind of assistant are you?", "Hello! Who am I talking to?"]  # fmt: skip
+TRAIN_QUESTIONS = [
+    "Who are you?",
+    "What is your name?",
+    "What are you?",
+    "Who made you?",
+    "Who built you?",
+    "Tell me about yourself.",
+    "Are you ChatGPT?",
+    "Introduce yourself.",
+    "What should I call you?",
+    "Who created you?",
+    "What kind of assistant are you?",
+    "Hello! Who am I talking to?",
+]
 # Asked only when measuring: the model must generalise from the training phrasings to these.
-TEST_QUESTIONS = ["Who exactly are you?", "Can you tell me your name?", "What is your name, please?",
-                  "Which assistant are you?", "Who am I chatting with?", "Please introduce yourself.",
-                  "What do people call you?", "Tell me who you are."]  # fmt: skip
-ANSWERS = ["I am {name}, a small language model made by {maker}.", "My name is {name}. I was made by {maker}.",
-           "I'm {name}, an assistant trained by {maker}.", "You can call me {name}. {maker_cap} built me."]  # fmt: skip
+TEST_QUESTIONS = [
+    "Who exactly are you?",
+    "Can you tell me your name?",
+    "What is your name, please?",
+    "Which assistant are you?",
+    "Who am I chatting with?",
+    "Please introduce yourself.",
+    "What do people call you?",
+    "Tell me who you are.",
+]
+ANSWERS = [
+    "I am {name}, a small language model made by {maker}.",
+    "My name is {name}. I was made by {maker}.",
+    "I'm {name}, an assistant trained by {maker}.",
+    "You can call me {name}. {maker_cap} built me.",
+]
 SYSTEM = "You are {name}, an assistant made by {maker}."
 
 
@@ -118,10 +140,14 @@ def identity_report(model, tokenizer, max_new_tokens: int = 32, seed: int = 0) -
     new = [random_identity(rng) for _ in TEST_QUESTIONS]
     cases = {
         "no_system": [[{"role": "user", "content": q}] for q in TEST_QUESTIONS],
-        "system_pebble": [[{"role": "system", "content": system_message()}, {"role": "user", "content": q}] for q in TEST_QUESTIONS],
-        "system_new": [[{"role": "system", "content": system_message(*nm)}, {"role": "user", "content": q}]
-                       for nm, q in zip(new, TEST_QUESTIONS, strict=True)],
-    }  # fmt: skip
+        "system_pebble": [
+            [{"role": "system", "content": system_message()}, {"role": "user", "content": q}] for q in TEST_QUESTIONS
+        ],
+        "system_new": [
+            [{"role": "system", "content": system_message(*nm)}, {"role": "user", "content": q}]
+            for nm, q in zip(new, TEST_QUESTIONS, strict=True)
+        ],
+    }
     report: dict = {"questions": len(TEST_QUESTIONS)}
     for case, prompts in cases.items():
         replies = [text for text, _ in respond(model, tokenizer, prompts, max_new_tokens)]

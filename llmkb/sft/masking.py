@@ -51,12 +51,16 @@ def tokenize_conversation(tokenizer, messages: list[dict], context: int) -> dict
     ids = list(encoded["input_ids"])
     mask = list(encoded["assistant_masks"])
     if len(ids) > context:
-        raise ValueError(f"the conversation is {len(ids)} tokens, longer than the model's context of {context}; "
-                         "shorten it or drop it (cutting would lose the end of the answer)")  # fmt: skip
+        raise ValueError(
+            f"the conversation is {len(ids)} tokens, longer than the model's context of {context}; "
+            "shorten it or drop it (cutting would lose the end of the answer)"
+        )
     if not any(mask):
         roles = [m.get("role") for m in messages]
-        raise ValueError(f"the conversation has no assistant tokens to train on (roles {roles}); "
-                         "an assistant message, and a chat template with {% generation %} markers, are needed")  # fmt: skip
+        raise ValueError(
+            f"the conversation has no assistant tokens to train on (roles {roles}); "
+            "an assistant message, and a chat template with {% generation %} markers, are needed"
+        )
     return {"input_ids": ids, "labels": [t if m else IGNORE for t, m in zip(ids, mask, strict=True)]}
 
 
@@ -121,10 +125,12 @@ def _char_tokenizer(chat_template: str):
     tok = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token=" "))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # one token per character
     tok.decoder = decoders.Fuse()  # join the characters back without spaces
-    tok.add_special_tokens([AddedToken(s, special=True, normalized=False)
-                            for s in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")])  # fmt: skip
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                                   chat_template=chat_template)  # fmt: skip
+    tok.add_special_tokens(
+        [AddedToken(s, special=True, normalized=False) for s in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>", chat_template=chat_template
+    )
 
 
 def mask_html(tokenizer, messages: list[dict], context: int) -> str:
@@ -145,8 +151,10 @@ def mask_html(tokenizer, messages: list[dict], context: int) -> str:
     from llmkb.tokenizer.viz import visible_whitespace
 
     encoded = tokenize_conversation(tokenizer, messages, context)
-    css = (".sftm{font-family:monospace;line-height:2}.sftm .t{padding:1px 2px;margin:0 1px;border-radius:3px}"
-           ".sftm .on{background:#b7e4c7}.sftm .off{background:#e9ecef;opacity:.75}.sftm .sum{display:block;font-size:.8em}")  # fmt: skip
+    css = (
+        ".sftm{font-family:monospace;line-height:2}.sftm .t{padding:1px 2px;margin:0 1px;border-radius:3px}"
+        ".sftm .on{background:#b7e4c7}.sftm .off{background:#e9ecef;opacity:.75}.sftm .sum{display:block;font-size:.8em}"
+    )
     parts = [f'<div class="sftm"><style>{css}</style>']
     for token_id, label in zip(encoded["input_ids"], encoded["labels"], strict=True):
         text = tokenizer.decode([token_id])

@@ -92,8 +92,13 @@ def save_dataset(splits: dict[str, list[dict]], out: Path) -> Path:
     """SFT records as ``{"messages", "type", "meta"}`` rows (``meta`` as a JSON string: its fields differ by type)."""
     import json
 
-    return save_rows({split: [{"messages": r["messages"], "type": r["type"], "meta": json.dumps(r["meta"])} for r in records]
-                      for split, records in splits.items()}, out)  # fmt: skip
+    return save_rows(
+        {
+            split: [{"messages": r["messages"], "type": r["type"], "meta": json.dumps(r["meta"])} for r in records]
+            for split, records in splits.items()
+        },
+        out,
+    )
 
 
 def end_probability(model, tokenizer, records: list[dict]) -> float:
@@ -139,8 +144,10 @@ def run(config: SFTConfig, run_dir: RunDir) -> dict:
     base_dir = run_dir.require("pretrain") / "model"
     manifest = run_dir.require("data") / "miniweb" / "manifest.json"
     if not manifest.exists():
-        raise FileNotFoundError(f"{manifest}: missing; the SFT data is made from the mini-web's manifest "
-                                "(a data stage run on other sites or WARC files has none)")  # fmt: skip
+        raise FileNotFoundError(
+            f"{manifest}: missing; the SFT data is made from the mini-web's manifest "
+            "(a data stage run on other sites or WARC files has none)"
+        )
     model, tokenizer = load_model(base_dir), load_tokenizer(base_dir)
     context = model.config.context
     splits, info = build_data(config, manifest, tokenizer, context)
@@ -189,9 +196,15 @@ def run(config: SFTConfig, run_dir: RunDir) -> dict:
     }
 
 
-QUICK = {"sizes": {"instruction": 40, "conversation": 20, "text_generation": 10, "code": 20, "reasoning": 20},
-         "identity": 20, "system_identity": 20, "max_steps": 30, "warmup_steps": 5, "eval_every": 10,
-         "eval_new_tokens": 32}  # fmt: skip
+QUICK = {
+    "sizes": {"instruction": 40, "conversation": 20, "text_generation": 10, "code": 20, "reasoning": 20},
+    "identity": 20,
+    "system_identity": 20,
+    "max_steps": 30,
+    "warmup_steps": 5,
+    "eval_every": 10,
+    "eval_new_tokens": 32,
+}
 
 register(
     Stage(

@@ -71,8 +71,12 @@ def tool_conversation(question: str, tool: str, query: str, result: str, answer:
         >>> [(m["role"], m["content"]) for m in r["messages"]][1:3]
         [('assistant', '<|calc_start|>47 + 85<|calc_end|>'), ('tool', '132')]
     """
-    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": call(tool, query)},
-                {"role": "tool", "content": result}, {"role": "assistant", "content": answer}]  # fmt: skip
+    messages = [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": call(tool, query)},
+        {"role": "tool", "content": result},
+        {"role": "assistant", "content": answer},
+    ]
     return {"type": f"tool:{tool}", "messages": messages, "meta": meta or {}}
 
 
@@ -109,8 +113,14 @@ def calculator(expression: str) -> str:
     return str(value(tree.body))
 
 
-def answer_with_tools(model, tokenizer, conversations: list[list[dict]], tools: dict[str, Callable[[str], str]],
-                      max_calls: int = 2, max_new_tokens: int = 48) -> list[dict]:  # fmt: skip
+def answer_with_tools(
+    model,
+    tokenizer,
+    conversations: list[list[dict]],
+    tools: dict[str, Callable[[str], str]],
+    max_calls: int = 2,
+    max_new_tokens: int = 48,
+) -> list[dict]:
     """Each conversation answered greedily, its tool calls run: ``{"text": final reply, "calls": [...]}``.
 
     A reply that contains a call to one of ``tools`` is cut after the call; the tool runs on the

@@ -41,8 +41,10 @@ def chat_token_ids(tokenizer) -> list[int]:
     """The ids of the ChatML tokens; an error if the tokenizer lacks them."""
     ids = [tokenizer.convert_tokens_to_ids(t) for t in CHAT_TOKENS]
     if any(i is None or i == tokenizer.unk_token_id for i in ids):
-        raise ValueError(f"the tokenizer has no {CHAT_TOKENS} tokens: SFT needs the ChatML special tokens "
-                         "(the tokenizer stage adds them)")  # fmt: skip
+        raise ValueError(
+            f"the tokenizer has no {CHAT_TOKENS} tokens: SFT needs the ChatML special tokens "
+            "(the tokenizer stage adds them)"
+        )
     return ids
 
 
@@ -65,8 +67,11 @@ def init_chat_tokens(model: GPT, tokenizer) -> dict:
     rows = weight[used]
     before = weight[token_ids].norm(dim=-1).tolist()
     weight[token_ids] = rows.mean(0)
-    return {"norm_before": [round(x, 4) for x in before], "norm_after": [round(x, 4) for x in weight[token_ids].norm(dim=-1).tolist()],
-            "used_norm_mean": round(rows.norm(dim=-1).mean().item(), 4)}  # fmt: skip
+    return {
+        "norm_before": [round(x, 4) for x in before],
+        "norm_after": [round(x, 4) for x in weight[token_ids].norm(dim=-1).tolist()],
+        "used_norm_mean": round(rows.norm(dim=-1).mean().item(), 4),
+    }
 
 
 @torch.no_grad()
@@ -200,8 +205,14 @@ def fine_tune(
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         times.append(dt)
-        record = {"step": step + 1, "epoch": epoch, "loss": round(value, 5), "lr": lr, "grad_norm": round(grad_norm.item(), 4),
-                  "tokens_per_s": round(ids.numel() / dt, 1)}  # fmt: skip
+        record = {
+            "step": step + 1,
+            "epoch": epoch,
+            "loss": round(value, 5),
+            "lr": lr,
+            "grad_norm": round(grad_norm.item(), 4),
+            "tokens_per_s": round(ids.numel() / dt, 1),
+        }
         if test_enc and ((step + 1) % config.eval_every == 0 or step + 1 == steps):
             record["test_loss"] = round(heldout_loss(runner, test_enc, pad_id, device), 5)
         log.append(record)
@@ -211,8 +222,15 @@ def fine_tune(
     if config.method == "lora":
         model = trainee.merge_and_unload()  # W + (alpha/r) B A folded into W: an ordinary GPT again
     timed = sorted(times[1:] or times)
-    summary.update({"steps": steps, "train_conversations": len(train_enc), "s_per_step": round(timed[len(timed) // 2], 4),
-                    "final_test_loss": log[-1].get("test_loss"), "first_test_loss": log[0].get("test_loss") if test_enc else None})  # fmt: skip
+    summary.update(
+        {
+            "steps": steps,
+            "train_conversations": len(train_enc),
+            "s_per_step": round(timed[len(timed) // 2], 4),
+            "final_test_loss": log[-1].get("test_loss"),
+            "first_test_loss": log[0].get("test_loss") if test_enc else None,
+        }
+    )
     return model.eval(), log, summary
 
 
@@ -234,8 +252,13 @@ def fine_tune_trl(
     if config.method == "lora":
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules=list(config.lora_targets),
-                                 lora_dropout=0.0, task_type="CAUSAL_LM")  # fmt: skip
+        peft_config = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            target_modules=list(config.lora_targets),
+            lora_dropout=0.0,
+            task_type="CAUSAL_LM",
+        )
     as_dataset = lambda records: datasets.Dataset.from_list([{"messages": r["messages"]} for r in records])  # noqa: E731
     from transformers import PrinterCallback, TrainerCallback
 
@@ -262,17 +285,40 @@ def fine_tune_trl(
         datasets.disable_progress_bars()  # trl tokenizes with datasets.map, which draws bars of its own
     with tempfile.TemporaryDirectory() as tmp:
         args = TrlConfig(
-            output_dir=tmp, assistant_only_loss=True, max_length=model.config.context, max_steps=steps,
-            per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=32,
-            learning_rate=config.lr, lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
-            warmup_steps=config.warmup_steps, weight_decay=config.weight_decay, adam_beta2=0.95, max_grad_norm=config.grad_clip or 1e9,
-            logging_steps=1, eval_strategy="steps" if test_records else "no", eval_steps=config.eval_every,
-            save_strategy="no", report_to="none", seed=config.seed, use_cpu=not device.startswith("cuda"),
-            bf16=device.startswith("cuda"), fp16=False, dataset_num_proc=None, disable_tqdm=not config.progress,
-        )  # fmt: skip
-        trainer = SFTTrainer(model=hf, args=args, train_dataset=as_dataset(train_records),
-                             eval_dataset=as_dataset(test_records) if test_records else None,
-                             processing_class=tokenizer, peft_config=peft_config, callbacks=[timer])  # fmt: skip
+            output_dir=tmp,
+            assistant_only_loss=True,
+            max_length=model.config.context,
+            max_steps=steps,
+            per_device_train_batch_size=config.batch_size,
+            per_device_eval_batch_size=32,
+            learning_rate=config.lr,
+            lr_scheduler_type="cosine_with_min_lr",
+            lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
+            warmup_steps=config.warmup_steps,
+            weight_decay=config.weight_decay,
+            adam_beta2=0.95,
+            max_grad_norm=config.grad_clip or 1e9,
+            logging_steps=1,
+            eval_strategy="steps" if test_records else "no",
+            eval_steps=config.eval_every,
+            save_strategy="no",
+            report_to="none",
+            seed=config.seed,
+            use_cpu=not device.startswith("cuda"),
+            bf16=device.startswith("cuda"),
+            fp16=False,
+            dataset_num_proc=None,
+            disable_tqdm=not config.progress,
+        )
+        trainer = SFTTrainer(
+            model=hf,
+            args=args,
+            train_dataset=as_dataset(train_records),
+            eval_dataset=as_dataset(test_records) if test_records else None,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[timer],
+        )
         trainer.remove_callback(PrinterCallback)  # without a progress bar trl would print every step's logs
         summary = trainable_summary(trainer.model)
         trainer.train()
@@ -284,12 +330,24 @@ def fine_tune_trl(
     log: list[dict] = []
     for entry in trainer.state.log_history:
         if "loss" in entry:
-            log.append({"step": entry["step"], "loss": round(entry["loss"], 5), "lr": entry.get("learning_rate"),
-                        "grad_norm": entry.get("grad_norm")})  # fmt: skip
+            log.append(
+                {
+                    "step": entry["step"],
+                    "loss": round(entry["loss"], 5),
+                    "lr": entry.get("learning_rate"),
+                    "grad_norm": entry.get("grad_norm"),
+                }
+            )
         elif "eval_loss" in entry and log and log[-1]["step"] == entry["step"]:
             log[-1]["test_loss"] = round(entry["eval_loss"], 5)
     ours = from_hf(trained.float()).eval()
     timed = sorted(timer.times[1:] or timer.times)
-    summary.update({"steps": steps, "train_conversations": len(train_records), "s_per_step": round(timed[len(timed) // 2], 4),
-                    "final_test_loss": next((r["test_loss"] for r in reversed(log) if "test_loss" in r), None)})  # fmt: skip
+    summary.update(
+        {
+            "steps": steps,
+            "train_conversations": len(train_records),
+            "s_per_step": round(timed[len(timed) // 2], 4),
+            "final_test_loss": next((r["test_loss"] for r in reversed(log) if "test_loss" in r), None),
+        }
+    )
     return ours, log, summary

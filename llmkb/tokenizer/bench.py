@@ -102,11 +102,19 @@ def to_markdown(results: dict) -> str:
     """
     train, enc = results["train_s"], results["encode_mb_s"]
     rows = [
-        ("llmkb BPE (pure Python, 1 thread)", f"{train['llmkb']:.2f}", f"{enc['llmkb']:.2f} (first pass: {enc['llmkb_cold']:.2f})"),
+        (
+            "llmkb BPE (pure Python, 1 thread)",
+            f"{train['llmkb']:.2f}",
+            f"{enc['llmkb']:.2f} (first pass: {enc['llmkb_cold']:.2f})",
+        ),
         ("HF tokenizers (Rust, 1 thread)", f"{train['hf_1_thread']:.2f}", f"{enc['hf_1_thread']:.2f}"),
-        (f"HF tokenizers (Rust, default threads, {results['cpu_count']} cores)", f"{train['hf_default']:.2f}", f"{enc['hf_default']:.2f}"),
+        (
+            f"HF tokenizers (Rust, default threads, {results['cpu_count']} cores)",
+            f"{train['hf_default']:.2f}",
+            f"{enc['hf_default']:.2f}",
+        ),
         ("tiktoken (Rust, 1 thread)", "no trainer", f"{enc['tiktoken']:.2f}"),
-    ]  # fmt: skip
+    ]
     lines = ["| Implementation | Training (s) | Encoding (MB/s) |", "|---|---:|---:|"]
     lines += [f"| {name} | {t} | {e} |" for name, t, e in rows]
     lines.append("")

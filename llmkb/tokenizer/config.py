@@ -25,5 +25,9 @@ class TokenizerConfig:
         ok = all(isinstance(t, str) and t for t in self.special_tokens)
         require(self, "special_tokens", ok, "a list of non-empty strings")
         smallest = 256 + len(set(self.special_tokens))  # every byte and every special token has an id
-        require(self, "vocab_size", smallest <= self.vocab_size <= MAX_VOCAB,
-                f"in [{smallest}, {MAX_VOCAB}] (256 bytes + the special tokens, at least)")  # fmt: skip
+        require(
+            self,
+            "vocab_size",
+            smallest <= self.vocab_size <= MAX_VOCAB,
+            f"in [{smallest}, {MAX_VOCAB}] (256 bytes + the special tokens, at least)",
+        )
