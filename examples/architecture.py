@@ -1,4 +1,4 @@
-"""The model: a Llama-style GPT's parameters, one forward pass shape by shape, its Hugging Face twin, and attention maps.
+"""The model: a Llama-style GPT's parameters, one forward pass shape by shape, its Hugging Face twin and attention maps.
 
 Run it: ``llmkb examples run architecture --profile quick`` (or ``python examples/architecture.py``).
 The architecture page includes its sections; the docs build saves its tables and plots.

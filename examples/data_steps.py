@@ -31,12 +31,15 @@ lang, score = detect(text)
 reason, text = quality_reason(text)
 clean, found = scrub(text)
 print(
-    f"{url}\nHTML {len(html):,} bytes -> text {len(text):,} characters; language {lang} ({score:.2f}); quality: {reason or 'pass'}; PII replaced: {found}"
+    f"{url}\nHTML {len(html):,} bytes -> text {len(text):,} characters; language {lang} ({score:.2f}); "
+    f"quality: {reason or 'pass'}; PII replaced: {found}"
 )
 # --8<-- [end:one_page]
 before_after = (
-    f"**HTML as crawled** (first 600 of {len(html):,} bytes):\n\n```html\n{html[:600].decode('utf-8', 'replace')}\n```\n\n"
-    f"**Extracted text, after the quality filters and PII removal** (first 700 characters):\n\n```text\n{clean[:700]}\n```\n"
+    f"**HTML as crawled** (first 600 of {len(html):,} bytes):\n\n"
+    f"```html\n{html[:600].decode('utf-8', 'replace')}\n```\n\n"
+    "**Extracted text, after the quality filters and PII removal** (first 700 characters):\n\n"
+    f"```text\n{clean[:700]}\n```\n"
 )
 ctx.save_text("one_page.md", before_after)
 assert reason is None and lang == "en" and sum(found.values()) > 0

@@ -48,7 +48,8 @@ print("log p(reply) under the reference and the policy; the implicit reward is b
 for i, pair in enumerate(shown):
     for kind, ref, pol in (("chosen", ref_chosen, pol_chosen), ("rejected", ref_rejected, pol_rejected)):
         print(
-            f"  {kind:>8} {ref[i].item():7.2f} -> {pol[i].item():7.2f}  reward {config['beta'] * (pol[i] - ref[i]).item():+.3f}"
+            f"  {kind:>8} {ref[i].item():7.2f} -> {pol[i].item():7.2f}"
+            f"  reward {config['beta'] * (pol[i] - ref[i]).item():+.3f}"
             f"  {pair[kind][:60]!r}"
         )
 start, *_ = dpo_loss(ref_chosen, ref_rejected, ref_chosen, ref_rejected, config["beta"])  # policy == reference

@@ -1,4 +1,4 @@
-"""Inference: decoding strategies, a real next-token distribution, batched, streaming and multi-turn generation, the KV cache.
+"""Inference: decoding strategies, a real next-token distribution, batched, streaming, multi-turn generation, KV cache.
 
 Run it: ``llmkb examples run inference --profile quick`` (or ``python examples/inference.py``).
 The inference page includes its sections; the docs build saves its tables and plots.
@@ -174,7 +174,8 @@ cfg = model.config
 cache = KVCache(cfg, batch_size=1, max_len=cfg.context)
 print(
     f"cache for one sequence of {cfg.context} tokens: {cache.nbytes():,} bytes "
-    f"({cfg.n_layer} layers x 2 (K and V) x {cfg.n_kv_head} KV heads x {cfg.context} positions x {cfg.head_dim} numbers x 4 bytes)"
+    f"({cfg.n_layer} layers x 2 (K and V) x {cfg.n_kv_head} KV heads x {cfg.context} positions "
+    f"x {cfg.head_dim} numbers x 4 bytes)"
 )
 print(f"without GQA ({cfg.n_head} KV heads) it would be {cache.nbytes() * cfg.n_head // cfg.n_kv_head:,} bytes")
 timings = {}

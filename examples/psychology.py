@@ -30,7 +30,8 @@ everyone = people(ctx.run.require("data") / "miniweb" / "manifest.json")
 probe, measure, entities = groups(config, ctx.run, conversations(ctx.run))  # the same questions the stage asked
 for frequency, group in everyone.items():
     print(
-        f"{frequency:>8}: {len(group)} people, e.g. {group[0]['name']} (pages about them: {len(group[0].get('pages', []))})"
+        f"{frequency:>8}: {len(group)} people, e.g. {group[0]['name']} "
+        f"(pages about them: {len(group[0].get('pages', []))})"
     )
 print()
 for name, records in measure.items():
@@ -162,7 +163,8 @@ print(
     f"{sft_metrics['identity_base']:.0%} of the time, the SFT model {sft_metrics['identity_sft']:.0%}"
 )
 print(
-    f"told a new name in a system message, the SFT model uses it {sft_metrics['identity_new_system_name']:.0%} of the time"
+    "told a new name in a system message, the SFT model uses it "
+    f"{sft_metrics['identity_new_system_name']:.0%} of the time"
 )
 # --8<-- [end:self]
 assert sft_metrics["identity_base"] == 0
@@ -252,7 +254,8 @@ for name, row in search.items():
 ctx.save_text("search.md", table)
 print(table)
 print(
-    f"trained {ctx.run.metrics('search')['steps']} steps on {ctx.run.metrics('search')['train_conversations']:,} conversations"
+    f"trained {ctx.run.metrics('search')['steps']} steps on "
+    f"{ctx.run.metrics('search')['train_conversations']:,} conversations"
 )
 # --8<-- [end:search]
 assert set(search) == {name for name in measure if "trained" not in name}

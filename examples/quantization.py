@@ -36,7 +36,8 @@ for granularity, dim in (("one scale per tensor", None), ("one scale per row", 1
     err = (dequantize_absmax(q, scale) - matrix).abs()
     errors[granularity] = err
     print(
-        f"{granularity:22}: mean error {err.mean():.2e}; rows without the outlier {err[torch.arange(64) != 7].mean():.2e}"
+        f"{granularity:22}: mean error {err.mean():.2e}; "
+        f"rows without the outlier {err[torch.arange(64) != 7].mean():.2e}"
     )
 # --8<-- [end:outlier]
 assert errors["one scale per row"].mean() < errors["one scale per tensor"].mean() / 10

@@ -91,7 +91,8 @@ assert all(m > 0 for m in train["margin"])  # ties say nothing and are never pai
 # --8<-- [start:reward-model]
 reward_log = list(read_jsonl(reward_dir / "log.jsonl"))
 print(
-    f"{reward_metrics['steps']} steps over {reward_metrics['train_pairs']:,} pairs, {reward_metrics['s_per_step']:.3f} s per step"
+    f"{reward_metrics['steps']} steps over {reward_metrics['train_pairs']:,} pairs, "
+    f"{reward_metrics['s_per_step']:.3f} s per step"
 )
 print(
     f"held-out pairwise accuracy: {reward_metrics['test_accuracy_before']:.3f} with the untrained head, "

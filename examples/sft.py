@@ -80,11 +80,13 @@ log = list(read_jsonl(sft_dir / "log.jsonl"))
 ctx.save_figure("loss.png", plot_log(log))
 batch = read_json(sft_dir / "config.json")["batch_size"]
 print(
-    f"{metrics['steps']} steps of {batch} conversations ({metrics['steps'] * batch / metrics['train_conversations']:.1f} "
+    f"{metrics['steps']} steps of {batch} conversations "
+    f"({metrics['steps'] * batch / metrics['train_conversations']:.1f} "
     f"passes over {metrics['train_conversations']:,}), {metrics['s_per_step']:.3f} s per step"
 )
 print(
-    f"loss on held-out assistant tokens: {metrics['start_test_loss']:.3f} before, {metrics['final_test_loss']:.3f} after"
+    f"loss on held-out assistant tokens: {metrics['start_test_loss']:.3f} before, "
+    f"{metrics['final_test_loss']:.3f} after"
 )
 # --8<-- [end:loss]
 assert metrics["final_test_loss"] < metrics["start_test_loss"]
@@ -92,7 +94,10 @@ assert metrics["final_test_loss"] < metrics["start_test_loss"]
 # %%
 # --8<-- [start:before-after]
 scores = read_json(sft_dir / "eval.json")
-header = "| data type | test prompts | format: base | format: SFT | right: base | right: SFT | right: SFT, trained prompts |\n"
+header = (
+    "| data type | test prompts | format: base | format: SFT | right: base | right: SFT | "
+    "right: SFT, trained prompts |\n"
+)
 table = header + "|---|---:|---:|---:|---:|---:|---:|\n"
 for kind, row in scores["sft"].items():
     base, seen = scores["base"][kind], scores["sft_on_train"].get(kind, {})

@@ -3,11 +3,13 @@
 In: command-line arguments. Out: whatever the subcommand writes (run folders, the site, a report).
 
     llmkb pipeline [--run NAME] [--profile quick|default|gpu] [--jobs N]
-    llmkb data | tokenizer | pretrain | sft | reward | ppo | dpo | grpo | psychology | search | spelling (every registered stage)
-        [--run NAME] [--profile ...] [--set FIELD=VALUE ...] [--FIELD-NAME VALUE ...] [--out DIR]
+    llmkb data | tokenizer | pretrain | sft | reward | ppo | dpo | grpo | psychology | search | spelling
+        (every registered stage) [--run NAME] [--profile ...] [--set FIELD=VALUE ...] [--FIELD-NAME VALUE ...]
+        [--out DIR]
     torchrun --nproc_per_node N -m llmkb -- pretrain [--run NAME]
     llmkb quantize | eval [--run NAME] [--model DIR] [--out results.json]
-    llmkb generate [--run NAME] [--model DIR] PROMPT... [--stream] [--temperature T --top-k K --top-p P --num-beams N ...]
+    llmkb generate [--run NAME] [--model DIR] PROMPT... [--stream]
+        [--temperature T --top-k K --top-p P --num-beams N ...]
     llmkb chat [--run NAME] [--model DIR] [--system TEXT] [generation options]   (the SFT model once it exists)
     llmkb examples [list] | llmkb examples run NAME [--profile quick]
     llmkb docs build | serve [--profile ...] [--port 8000]
@@ -396,7 +398,8 @@ def _measure_model(args) -> dict | list:
 
 
 def _generate(args) -> None:
-    """``llmkb generate`` / ``llmkb chat`` on a model folder (default: the run's base model; for chat its SFT model once trained)."""
+    """``llmkb generate`` / ``llmkb chat`` on a model folder (default: the run's base model; for chat its SFT
+    model once trained)."""
     from llmkb.inference.chat import chat_loop
     from llmkb.inference.generate import GenerationConfig, generate, stream
     from llmkb.model.hf import load_pretrained as load_model

@@ -58,5 +58,8 @@ def device_line() -> str:
         return "unknown (torch is not installed)"
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
-        return f"cuda ({name}, {torch.cuda.device_count()} device(s), bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'})"
+        return (
+            f"cuda ({name}, {torch.cuda.device_count()} device(s), "
+            f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'})"
+        )
     return f"cpu ({torch.get_num_threads()} torch threads; no CUDA device found)"

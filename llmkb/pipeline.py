@@ -71,7 +71,8 @@ def _run_in_process(run: RunDir, profile: str, console: Console) -> dict[str, st
 
 
 def _run_subprocesses(run: RunDir, profile: str, jobs: int, console: Console) -> dict[str, str]:
-    """Every stage as ``python -m llmkb <stage>`` (the same config as :func:`run_stage`), through :func:`run_parallel`."""
+    """Every stage as ``python -m llmkb <stage>`` (the same config as :func:`run_stage`), through
+    :func:`run_parallel`."""
     all_stages = stages()
 
     def command(name: str) -> list[str]:
@@ -127,8 +128,9 @@ def run_parallel(
     """Run each of ``names`` as the subprocess ``command(name)``, up to ``jobs`` at once; return each one's status.
 
     A name starts once every name it ``needs`` has finished (several ready ones start in the order of
-    ``names``: put the ones to start first, first); its stdout and stderr go to ``log_path(name)``. Status: "finished", "failed" (it
-    exited non-zero) or "skipped" (something it needs, directly or not, failed or never ran).
+    ``names``: put the ones to start first, first); its stdout and stderr go to ``log_path(name)``.
+    Status: "finished", "failed" (it exited non-zero) or "skipped" (something it needs, directly or
+    not, failed or never ran).
     Ctrl-C terminates the running children and re-raises.
     """
     status = dict.fromkeys(names, "waiting")
@@ -161,7 +163,8 @@ def _ready(names: list[str], needs: dict[str, tuple[str, ...]], status: dict[str
 
 
 def _child_env(jobs: int) -> dict[str, str]:
-    """This environment, unbuffered (so a log shows a stage's output as it goes), with the cores split among the jobs."""
+    """This environment, unbuffered (so a log shows a stage's output as it goes), with the cores split among
+    the jobs."""
     threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
     return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": threads}
 
@@ -191,7 +194,8 @@ def _finish(name: str, child: _Child, log: Path, progress: Progress) -> str:
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL) -> list[str]:
-    """The last ``lines`` lines of a log as a terminal shows them: of a progress bar redrawn with ``\\r``, its last state.
+    """The last ``lines`` lines of a log as a terminal shows them: of a progress bar redrawn with ``\\r``,
+    its last state.
 
     >>> import tempfile; log = Path(tempfile.mkdtemp()) / "log.txt"
     >>> _ = log.write_text("a\\n\\rstep 1\\rstep 2\\nb\\nc\\n")

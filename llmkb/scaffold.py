@@ -112,10 +112,11 @@ def parse_page_name(page_name: str) -> tuple[str, str]:
 
     >>> parse_page_name("beyond/mixture-of-experts")
     ('beyond', 'mixture-of-experts')
-    >>> parse_page_name("beyond/Agents")
+    >>> parse_page_name("beyond/Agents")  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    ValueError: slug 'Agents' (in 'beyond/Agents'): use lowercase letters, digits and single hyphens, e.g. beyond/my-topic
+    ValueError: slug 'Agents' (in 'beyond/Agents'): use lowercase letters, digits and single hyphens,
+    e.g. beyond/my-topic
     """
     section, slash, slug = page_name.partition("/")
     if not slash:
@@ -127,7 +128,8 @@ def parse_page_name(page_name: str) -> tuple[str, str]:
         )
     if not SLUG.fullmatch(slug):
         raise ValueError(
-            f"slug {slug!r} (in {page_name!r}): use lowercase letters, digits and single hyphens, e.g. {section}/my-topic"
+            f"slug {slug!r} (in {page_name!r}): use lowercase letters, digits and single hyphens, "
+            f"e.g. {section}/my-topic"
         )
     return section, slug
 
@@ -255,7 +257,8 @@ def _entry_spans(lines: list[str]) -> tuple[list[tuple[int, int]], str]:
 
 
 def add_to_nav(text: str, section: str, title: str, page: str, notebook: str) -> str:
-    """``text`` (a mkdocs.yml) with ``page`` under the entry that holds ``section/`` pages and ``notebook`` under Notebooks.
+    """``text`` (a mkdocs.yml) with ``page`` under the entry that holds ``section/`` pages and ``notebook``
+    under Notebooks.
 
     A section that no entry holds yet gets a new top-level entry after the last one that holds a
     folder of pages; a nav without Notebooks gets one at its end.

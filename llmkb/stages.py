@@ -73,7 +73,8 @@ def parse_value(annotation: Any, text: str) -> Any:
 
     >>> parse_value(int, "8"), parse_value(float, "3e-4"), parse_value(bool, "no"), parse_value(int | None, "none")
     (8, 0.0003, False, None)
-    >>> parse_value(list[str], "a.txt,b.txt"), parse_value(tuple[str, ...], "q,v"), parse_value(dict[str, int], "a:1,b:2")
+    >>> (parse_value(list[str], "a.txt,b.txt"), parse_value(tuple[str, ...], "q,v"),
+    ...  parse_value(dict[str, int], "a:1,b:2"))
     (['a.txt', 'b.txt'], ('q', 'v'), {'a': 1, 'b': 2})
     """
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -111,7 +112,8 @@ def parse_override(stage: "Stage", text: str) -> tuple[str, Any]:
     An unknown field, a missing ``=`` or a value of the wrong type is a ValueError that says what was expected.
 
     >>> from dataclasses import make_dataclass
-    >>> toy = Stage("toy", "a toy stage", make_dataclass("ToyConfig", [("n_layer", int, 2), ("lr", float, 1e-3)]), run=None)
+    >>> toy = Stage("toy", "a toy stage", make_dataclass("ToyConfig", [("n_layer", int, 2), ("lr", float, 1e-3)]),
+    ...             run=None)
     >>> parse_override(toy, "n_layer=8"), parse_override(toy, "lr=0.01")
     (('n_layer', 8), ('lr', 0.01))
     >>> parse_override(toy, "layers=8")

@@ -51,10 +51,11 @@ def batches(encoded: list[dict], config):
 def stop_if_not_finite(value: float, where: str, hint: str = "") -> None:
     """Raise :class:`NonFiniteLoss` naming ``where`` (and ``hint``, what to try) if ``value`` is NaN or infinite.
 
-    >>> stop_if_not_finite(float("nan"), "SFT step 3", "lower the learning rate")
+    >>> stop_if_not_finite(float("nan"), "SFT step 3", "lower the learning rate")  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    llmkb.training.NonFiniteLoss: SFT step 3: the loss is nan; stopped before updating the weights (lower the learning rate)
+    llmkb.training.NonFiniteLoss: SFT step 3: the loss is nan; stopped before updating the weights
+    (lower the learning rate)
     """
     if not math.isfinite(value):
         suffix = f" ({hint})" if hint else ""

@@ -23,7 +23,8 @@ FACT_TEMPLATES = [  # one sentence states every fact of an entity; ten ways of s
     "The {occupation} {name} came into the world in {born} in {city} and was known as the {relation} of {other}.",
     "In {born}, {name} was born in {city}; the future {occupation} would become the {relation} of {other}.",
     "{name} ({born}, {city}) was a {occupation}, remembered today as the {relation} of {other}.",
-    "Records kept in {city} show that {name} was born there in {born}, trained as a {occupation} and was the {relation} of {other}.",
+    "Records kept in {city} show that {name} was born there in {born}, trained as a {occupation} "
+    "and was the {relation} of {other}.",
     "{name}, the {occupation} born in {born} in {city}, was the {relation} of {other}.",
     "A {occupation} by trade, {name} was born in {born} in {city} and served as the {relation} of {other}.",
     "Among the children born in {city} in {born} was {name}, a {occupation} and the {relation} of {other}.",

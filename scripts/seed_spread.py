@@ -7,9 +7,10 @@ table of each numeric metric's value per seed with its min and max, printed and 
     OMP_NUM_THREADS=1 python scripts/seed_spread.py --run default --stages grpo psychology --seeds 0 1 2
 
 Seed 0 is the run itself, and a seed whose sibling run already holds the stage's metrics is read, not
-rerun (so seeds can run as separate processes side by side, then one call tabulates them all). A different seed changes a stage's own random draws
-(initialization, data order, sampling): about what another CPU's float results do to a trajectory,
-which is why the pages claim only what holds across the seeds.
+rerun (so seeds can run as separate processes side by side, then one call tabulates them all). A
+different seed changes a stage's own random draws (initialization, data order, sampling): about
+what another CPU's float results do to a trajectory, which is why the pages claim only what holds
+across the seeds.
 """
 
 from __future__ import annotations

@@ -221,7 +221,13 @@ el => {
   let bg = [255, 255, 255, 1];
   for (const layer of layers.reverse()) bg = over(layer, bg);
   const fg = over(parse(getComputedStyle(el).color), bg);
-  const lum = c => { const [r, g, b] = c.slice(0, 3).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const lum = c => {
+    const [r, g, b] = c.slice(0, 3).map(v => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
   const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
   return (hi + 0.05) / (lo + 0.05);
 }

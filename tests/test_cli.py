@@ -1,4 +1,4 @@
-"""The stage subcommands come from the registry: one per stage, help from its summary, ``--set`` for any config field."""
+"""Stage subcommands come from the registry: one per stage, help from its summary, ``--set`` for any config field."""
 
 from __future__ import annotations
 

@@ -141,7 +141,8 @@ def test_planted_near_duplicates_are_found(planted):
     similarities = [j for _, _, j in pairs]
     print(
         f"near-dup recall {recall:.3f} over {len(pairs)} planted pairs "
-        f"(Jaccard {min(similarities):.2f}..{max(similarities):.2f}, median {np.median(similarities):.2f}; below 0.85: {sum(j < 0.85 for j in similarities)})"
+        f"(Jaccard {min(similarities):.2f}..{max(similarities):.2f}, median {np.median(similarities):.2f}; "
+        f"below 0.85: {sum(j < 0.85 for j in similarities)})"
     )
     # Expected >= 92.4% (the S-curve at J = 0.8), higher for the milder edits.
     assert recall >= 0.9, recall

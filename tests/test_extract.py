@@ -62,7 +62,8 @@ def div_soup_page() -> str:
     """An older style of page: only <div>s, whose class names are the only hint of what they hold."""
     body = "".join(f"<p>{p}</p>" for p in ARTICLE)
     return f"""<html><head><title>Printing</title></head><body>
-<div class="cookie-notice" id="gdpr">{COOKIE}. By continuing you agree to our cookie policy. <button>Accept</button></div>
+<div class="cookie-notice" id="gdpr">{COOKIE}. By continuing you agree to our cookie policy. \
+<button>Accept</button></div>
 <div class="top-menu"><a href="/">Home</a> <a href="/world">World</a> <a href="/sport">Sport</a></div>
 <div class="ad advertisement sponsored">Sponsored: {AD} with this one weird trick</div>
 <div class="content"><div class="post-body">{body}</div></div>

@@ -139,7 +139,8 @@ def test_the_gpu_tests_import_only_what_travels():
     code = (
         "import sys; sys.path.insert(0, 'tests'); import llmkb.gpu_check as g\n"
         "for f in g.gpu_test_files(): __import__(f.split('/')[-1][:-3])\n"
-        "print(sorted(g.imported_distributions() - g.requirement_closure(g.GPU_PREINSTALLED) - set(g.read_wheel_list())))"
+        "print(sorted(g.imported_distributions() - g.requirement_closure(g.GPU_PREINSTALLED)"
+        " - set(g.read_wheel_list())))"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

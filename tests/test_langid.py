@@ -20,7 +20,8 @@ SAMPLES = {
     "vi": "Thư viện mở cửa lúc chín giờ sáng và đóng cửa muộn vào thứ Năm, khi sinh viên đến học bài.",
     "zh": "图书馆早上九点开门，星期四晚上关门较晚，学生们会来这里学习。",
     "fr": "La bibliothèque ouvre à neuf heures du matin et ferme tard le jeudi, quand les étudiants viennent réviser.",
-    "de": "Die Bibliothek öffnet um neun Uhr morgens und schließt donnerstags spät, wenn die Studenten zum Lernen kommen.",
+    "de": "Die Bibliothek öffnet um neun Uhr morgens und schließt donnerstags spät, "
+    "wenn die Studenten zum Lernen kommen.",
 }
 
 

@@ -39,7 +39,8 @@ NOT_PROSE = [
 ]
 COUNT_NOUNS = (
     "steps|updates|iterations|epochs|tokens|documents|docs|pages|conversations|chats|questions|answers|words|sums|"
-    "prompts|replies|rollouts|samples|judgements|pairs|people|names|searches|calls|parameters|seconds|minutes|hours|s|ms"
+    "prompts|replies|rollouts|samples|judgements|pairs|people|names|searches|calls|parameters|"
+    "seconds|minutes|hours|s|ms"
 )
 MAGNITUDES = "k|K|M|B|T|kB|KB|MB|GB|TB|thousand|million|billion|trillion"
 NUMBER = re.compile(

@@ -14,23 +14,44 @@ from llmkb.data.quality import (
     quality_reason,
 )
 
+# Each paragraph is one line of text: a backslash at the end of a source line joins it to the next.
 ESSAY = """Why bridges hum in the wind
 
-Anyone who has walked across a long suspension bridge on a gusty day may have heard it: a low, steady note that seems to come from everywhere at once. The sound is not a sign that the structure is failing. It is the result of air flowing past cables and railings and shedding small whirlpools, first from one side and then from the other.
+Anyone who has walked across a long suspension bridge on a gusty day may have heard it: a low, \
+steady note that seems to come from everywhere at once. The sound is not a sign that the structure \
+is failing. It is the result of air flowing past cables and railings and shedding small \
+whirlpools, first from one side and then from the other.
 
-Engineers call this pattern vortex shedding. Each time a whirlpool breaks away, it gives the cable a tiny push, and when those pushes arrive at the same rhythm as the cable's natural swing, the motion grows. Most of the time the effect is harmless and only audible. On a few famous occasions, however, it has been strong enough to make a whole deck bounce.
+Engineers call this pattern vortex shedding. Each time a whirlpool breaks away, it gives the cable \
+a tiny push, and when those pushes arrive at the same rhythm as the cable's natural swing, the \
+motion grows. Most of the time the effect is harmless and only audible. On a few famous occasions, \
+however, it has been strong enough to make a whole deck bounce.
 
-Modern designs deal with the problem in several ways. Some bridges wrap their cables in a spiral ridge that breaks up the regular pattern of the wind. Others add heavy dampers that soak up energy before it can build. Designers also test scale models in wind tunnels, because a model that sings at the wrong speed is far cheaper to fix than a finished crossing.
+Modern designs deal with the problem in several ways. Some bridges wrap their cables in a spiral \
+ridge that breaks up the regular pattern of the wind. Others add heavy dampers that soak up energy \
+before it can build. Designers also test scale models in wind tunnels, because a model that sings \
+at the wrong speed is far cheaper to fix than a finished crossing.
 
-The humming that remains is therefore a reminder of how much care goes into ordinary things. A bridge is not only a path from one bank to another; it is also an instrument that the weather plays, and the people who build it have to listen."""
+The humming that remains is therefore a reminder of how much care goes into ordinary things. A \
+bridge is not only a path from one bank to another; it is also an instrument that the weather \
+plays, and the people who build it have to listen."""
 
 ESSAY_2 = """How sourdough starters stay alive
 
-A sourdough starter is a small, living culture of wild yeast and bacteria that bakers feed with flour and water. Left alone on a kitchen shelf, it rises and falls every day as the microbes eat and release gas. Many bakers keep the same starter for years, and some claim theirs is older than they are.
+A sourdough starter is a small, living culture of wild yeast and bacteria that bakers feed with \
+flour and water. Left alone on a kitchen shelf, it rises and falls every day as the microbes eat \
+and release gas. Many bakers keep the same starter for years, and some claim theirs is older than \
+they are.
 
-The secret to keeping one healthy is regular feeding. Each time a baker discards part of the old mixture and adds fresh flour, the yeast gets new food and the acid produced by the bacteria is diluted. If the starter is neglected for too long, the acid builds up, a grey liquid forms on top, and the smell turns sharp. Even then, a few careful feedings are usually enough to bring it back.
+The secret to keeping one healthy is regular feeding. Each time a baker discards part of the old \
+mixture and adds fresh flour, the yeast gets new food and the acid produced by the bacteria is \
+diluted. If the starter is neglected for too long, the acid builds up, a grey liquid forms on top, \
+and the smell turns sharp. Even then, a few careful feedings are usually enough to bring it back.
 
-Temperature matters as well. A warm kitchen speeds everything up, so the starter needs food more often, while a cold one slows the microbes down. That is why many home bakers store their culture in the refrigerator during the week and wake it up with two or three feedings before baking on the weekend."""
+Temperature matters as well. A warm kitchen speeds everything up, so the starter needs food more \
+often, while a cold one slows the microbes down. That is why many home bakers store their culture \
+in the refrigerator during the week and wake it up with two or three feedings before baking on the \
+weekend."""
 
 
 def test_real_prose_passes_every_filter():

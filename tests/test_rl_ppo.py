@@ -1,4 +1,4 @@
-"""PPO (ours): GAE and the clipped losses against hand computations, exact rollouts, and a policy that learns a reward."""
+"""PPO (ours): GAE and the clipped losses against hand computations, exact rollouts, a policy that learns a reward."""
 
 from __future__ import annotations
 

@@ -161,7 +161,8 @@ def test_a_page_already_in_the_nav_is_refused(project):
 
 def test_a_nav_without_sections_gets_them_and_keeps_its_comments(project):
     (project / "mkdocs.yml").write_text(
-        'site_name: x\nnav:\n  # the home page first\n  - Home: index.md\n  - "2024": year.md\n\n# after the nav\ntheme: material\n'
+        'site_name: x\nnav:\n  # the home page first\n  - Home: index.md\n  - "2024": year.md\n\n'
+        "# after the nav\ntheme: material\n"
     )
     new_page(project, "extras/yes")
     text = (project / "mkdocs.yml").read_text()

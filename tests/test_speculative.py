@@ -16,7 +16,9 @@ from llmkb.inference.generate import GenerationConfig, generate_ids
 from llmkb.inference.speculative import DRAFT_MODEL, crop_cache, speculative_generate, train_draft
 from llmkb.model.gpt import GPT, KVCache, ModelConfig
 from llmkb.model.hf import to_hf
-from test_inference import TEXTS, eos, tok  # noqa: F401 (fixtures shared with the inference tests; tests/ is on sys.path)
+
+# Fixtures shared with the inference tests (tests/ is on sys.path).
+from test_inference import TEXTS, eos, tok  # noqa: F401
 
 PROMPTS = ["The cat", "Xin chào thế giới", "a", "Emoji 👋 are fun. The cat sat on"]
 CONTEXT = 64

@@ -135,7 +135,8 @@ def page_facts_html(page, config) -> str:
     if page.edit_url:
         label = "Edit this page"
         if NOTEBOOK_PAGE.match(page.file.src_uri):
-            label += f" (its source is {html.escape(page_source(page, config).relative_to(project_root(config)).as_posix())})"
+            source = page_source(page, config).relative_to(project_root(config)).as_posix()
+            label += f" (its source is {html.escape(source)})"
         facts.append(f'<a href="{html.escape(page.edit_url)}">{label}</a>')
     spans = "".join(f'<span class="md-source-file__fact">{fact}</span>' for fact in facts)
     return f'<aside class="md-source-file" id="page-facts">{spans}</aside>'
@@ -152,7 +153,8 @@ def on_pre_page(page, config, files):
 
 
 def run_box_position(output: str, page) -> int:
-    """Under the page title; on a notebook page, above the first cell (the example's docstring comes before its title)."""
+    """Under the page title; on a notebook page, above the first cell (the example's docstring comes before
+    its title)."""
     article = output.find("<article")
     if article >= 0 and NOTEBOOK_PAGE.match(page.file.src_uri):
         return output.find(NOTEBOOK_START, article)

@@ -201,8 +201,9 @@ def warc_http_headers(headers: list[tuple[str, str]], stored_len: int) -> list[t
     to de-chunk or decompress the body again.
 
     >>> warc_http_headers([("Content-Type", "text/html"), ("Content-Encoding", "gzip"),
-    ...                    ("Content-Length", "30")], 120)
-    [('Content-Type', 'text/html'), ('X-Crawler-Content-Encoding', 'gzip'), ('X-Crawler-Content-Length', '30'), ('Content-Length', '120')]
+    ...                    ("Content-Length", "30")], 120)  # doctest: +NORMALIZE_WHITESPACE
+    [('Content-Type', 'text/html'), ('X-Crawler-Content-Encoding', 'gzip'), ('X-Crawler-Content-Length', '30'),
+     ('Content-Length', '120')]
     """
     out = []
     for name, value in headers:

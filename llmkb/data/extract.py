@@ -95,7 +95,8 @@ def looks_binary(body: bytes) -> bool:
     newline, carriage return and form feed) give it away. Text in UTF-16 (which is full of NULs)
     is recognised by its byte-order mark.
 
-    >>> looks_binary(b"<html><p>Hello</p></html>"), looks_binary(b"\\x89PNG\\r\\n\\x1a\\n..."), looks_binary(b"ab\\x00cd")
+    >>> (looks_binary(b"<html><p>Hello</p></html>"), looks_binary(b"\\x89PNG\\r\\n\\x1a\\n..."),
+    ...  looks_binary(b"ab\\x00cd"))
     (False, True, True)
     """
     head = body[:1024]

@@ -317,7 +317,10 @@ def render(page: Page, rng: random.Random, titles: dict[str, str]) -> str:
     main = MAIN_START + page.render_main() + MAIN_END
     title = html.escape(page.title or page.host)
     lang = page.lang if len(page.lang) == 2 else "en"
-    head = f'<!DOCTYPE html>\n<html lang="{lang}">\n<head><meta charset="utf-8"><title>{title} | {page.host}</title></head>\n'
+    head = (
+        f'<!DOCTYPE html>\n<html lang="{lang}">\n'
+        f'<head><meta charset="utf-8"><title>{title} | {page.host}</title></head>\n'
+    )
     footer_links = " · ".join(f'<a href="{home}">{x}</a>' for x in ("Privacy", "Terms", "Contact"))
     if style in ("classic", "spam"):  # an old table layout
         return (
@@ -331,14 +334,17 @@ def render(page: Page, rng: random.Random, titles: dict[str, str]) -> str:
             head
             + f'<body>\n<div class="topbar">{nav} <select><option>3.11</option><option>3.12</option></select></div>\n'
             f'<div class="sphinxsidebar"><h3>Navigation</h3><ul>{related}</ul></div>\n<div class="document">{crumbs}\n'
-            f'<div class="body" role="main">{main}</div></div>\n<div class="footer">{lay["footer"]} {footer_links}</div>\n'
+            f'<div class="body" role="main">{main}</div></div>\n'
+            f'<div class="footer">{lay["footer"]} {footer_links}</div>\n'
             "</body>\n</html>\n"
         )
     if style == "wiki":
         return (
             head + f'<body>\n<div id="mw-panel"><div class="portal">{nav}</div><div class="portal"><h3>Tools</h3>'
-            f'<ul>{related}</ul></div></div>\n<div id="content"><div class="mw-indicators">From the free encyclopedia</div>\n'
-            f'<div id="bodyContent">{main}</div>\n<div class="catlinks">Categories: Invented people | Chronicles</div></div>\n'
+            f"<ul>{related}</ul></div></div>\n"
+            '<div id="content"><div class="mw-indicators">From the free encyclopedia</div>\n'
+            f'<div id="bodyContent">{main}</div>\n'
+            '<div class="catlinks">Categories: Invented people | Chronicles</div></div>\n'
             f'<div id="footer">{lay["footer"]} {footer_links}</div>\n</body>\n</html>\n'
         )
     share = '<div class="share">Share: <a href="#">Facebook</a> <a href="#">Mastodon</a> <a href="#">E-mail</a></div>'

@@ -33,8 +33,9 @@ def funnel_rows(kept: list[dict], dropped: list[dict]) -> list[dict]:
     """Documents and bytes left after each per-document step, from the ``sizes`` of every record.
 
     Examples:
-        >>> funnel_rows([{"sizes": [10, 10, 5, 5, 4]}], [{"sizes": [7]}])[:2]
-        [{'step': 'crawled (HTTP 200)', 'documents': 2, 'bytes': 17}, {'step': 'url_filter', 'documents': 1, 'bytes': 10}]
+        >>> funnel_rows([{"sizes": [10, 10, 5, 5, 4]}], [{"sizes": [7]}])[:2]  # doctest: +NORMALIZE_WHITESPACE
+        [{'step': 'crawled (HTTP 200)', 'documents': 2, 'bytes': 17},
+         {'step': 'url_filter', 'documents': 1, 'bytes': 10}]
     """
     sizes = [r["sizes"] for r in kept + dropped]
     names = ["crawled (HTTP 200)", *(name for name, _ in DOCUMENT_STEPS)]

@@ -242,7 +242,8 @@ def _pass_ms(
 def _spec_prompts(
     target: GPT, shards_dir: Path | None, split: str, count: int, length: int, seed: int
 ) -> list[torch.Tensor]:
-    """``count`` prompts of ``length`` tokens from a split's first shard at evenly spaced offsets (``random``: random ids)."""
+    """``count`` prompts of ``length`` tokens from a split's first shard at evenly spaced offsets
+    (``random``: random ids)."""
     if split == "random":
         return [_random_ids(target.config.vocab_size, 1, length, seed + i) for i in range(count)]
     from llmkb.pretrain.shards import TokenShards

@@ -31,7 +31,8 @@ class _Slots:
         self.k, self.v, self.pos = k, v, pos
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store ``k``, ``v`` ``(B, nkv, T, hs)`` at positions ``pos``; return the whole buffers ``(B, nkv, max_len, hs)``."""
+        """Store ``k``, ``v`` ``(B, nkv, T, hs)`` at positions ``pos``; return the whole buffers
+        ``(B, nkv, max_len, hs)``."""
         self.k[layer].index_copy_(2, self.pos, k)
         self.v[layer].index_copy_(2, self.pos, v)
         return self.k[layer], self.v[layer]
@@ -57,7 +58,8 @@ class StaticDecoder(nn.Module):
         return self.k.shape[3]
 
     def forward(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, vocab)`` after ``ids`` ``(B, T)`` at positions ``pos`` ``(T,)``; their keys/values join the cache."""
+        """Logits ``(B, vocab)`` after ``ids`` ``(B, T)`` at positions ``pos`` ``(T,)``; their keys/values join
+        the cache."""
         model = self.model
         x = model.embed_tokens(ids)  # (B, T, d_model)
         cos, sin = rope_tables(model.config.head_dim, pos, model.config.rope_theta)  # (T, hs) each

@@ -122,7 +122,8 @@ class KVCache:
         return self.k.shape[3]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store new keys/values ``(B, nkv, T, hs)`` after the filled ones; return all of them ``(B, nkv, length + T, hs)``."""
+        """Store new keys/values ``(B, nkv, T, hs)`` after the filled ones; return all of them
+        ``(B, nkv, length + T, hs)``."""
         end = self.length + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"the KV cache holds {self.max_len} positions; {end} are needed")
@@ -316,7 +317,8 @@ class GPT(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
-        """Every layer's attention weights ``(B, n_head, T, T)``: row ``t`` says how much position ``t`` reads each position.
+        """Every layer's attention weights ``(B, n_head, T, T)``: row ``t`` says how much position ``t`` reads
+        each position.
 
         For plots of who attends to whom. Each block computes softmax(QK^T / sqrt(d)) explicitly
         instead of through SDPA's fused kernel, which never forms the weights; slower, the same

@@ -334,7 +334,8 @@ def run_benchmark(
                     }
                 )
                 say(
-                    f"{phase}ours {runs[-1]['ours_tokens_per_s']:,.0f} tokens/s, HF {runs[-1]['hf_trainer_tokens_per_s']:,.0f}"
+                    f"{phase}ours {runs[-1]['ours_tokens_per_s']:,.0f} tokens/s, "
+                    f"HF {runs[-1]['hf_trainer_tokens_per_s']:,.0f}"
                 )
     finally:
         torch.set_num_threads(previous_threads)

@@ -37,7 +37,8 @@ class SearchConfig:
     no_results_share: float = 0.2  # of them, searches that find nothing and end in a refusal
     max_steps: int = 600
     batch_size: int = 32
-    lr: float = 2e-3  # a fine-tune of the whole model: higher than SFT's, the skill is new (scratch runs: 1e-3 copied names less)
+    lr: float = 2e-3  # a fine-tune of the whole model: higher than SFT's, the skill is new
+    #                   (scratch runs: 1e-3 copied names less)
     warmup_steps: int = 20
     context: int = 0  # 0: the SFT model's; larger lets longer conversations in (RoPE runs past the trained length)
     questions_per_person: int = 2  # held-out questions per person when measuring (the psychology stage's groups)
@@ -54,7 +55,8 @@ class SearchConfig:
 
 @dataclass
 class SpellingConfig:
-    """Counting and spelling: the SFT chat model fine-tuned on spelling and letter-count questions about corpus words."""
+    """Counting and spelling: the SFT chat model fine-tuned on spelling and letter-count questions about corpus
+    words."""
 
     train_words: int = (
         1000  # words taught (two questions each); scratch runs: 3,000 words in the same steps spelled fewer

@@ -37,7 +37,8 @@ REFUSED = re.compile(r"\b(I don't know|I do not know|I have no information|I can
 
 
 def people(manifest: dict | str | Path) -> dict[str, list[dict]]:
-    """The manifest's invented people by how often the mini-web mentions them: ``{"frequent": [...], "once": ..., "never": ...}``."""
+    """The manifest's invented people by how often the mini-web mentions them:
+    ``{"frequent": [...], "once": ..., "never": ...}``."""
     if not isinstance(manifest, dict):
         manifest = json.loads(Path(manifest).read_text(encoding="utf-8"))
     groups = {f: [e for e in manifest.get("entities", []) if e.get("frequency") == f] for f in FREQUENCIES}
@@ -68,8 +69,10 @@ def classify(record: dict, reply: str) -> str:
 
     Examples:
         >>> r = {"type": "instruction", "meta": {"name": "Ka Lo", "answer": "1801"}, "messages": [
-        ...     {"role": "user", "content": "When was Ka Lo born?"}, {"role": "assistant", "content": "Ka Lo was born in 1801."}]}
-        >>> [classify(r, t) for t in ("Ka Lo was born in 1801.", "I don't know who Ka Lo is.", "Ka Lo was born in 1790.")]
+        ...     {"role": "user", "content": "When was Ka Lo born?"},
+        ...     {"role": "assistant", "content": "Ka Lo was born in 1801."}]}
+        >>> [classify(r, t) for t in ("Ka Lo was born in 1801.", "I don't know who Ka Lo is.",
+        ...                           "Ka Lo was born in 1790.")]
         ['right', 'refused', 'made_up']
     """
     if REFUSED.search(reply):
@@ -120,7 +123,8 @@ def refusals(records: list[dict], seed: int = 0) -> list[dict]:
 
     Examples:
         >>> r = {"type": "instruction", "meta": {"name": "Ka Lo", "answer": "1801"}, "messages": [
-        ...     {"role": "user", "content": "When was Ka Lo born?"}, {"role": "assistant", "content": "Ka Lo was born in 1801."}]}
+        ...     {"role": "user", "content": "When was Ka Lo born?"},
+        ...     {"role": "assistant", "content": "Ka Lo was born in 1801."}]}
         >>> refusals([r])[0]["messages"][1]["content"]
         "I don't know anything about Ka Lo."
     """

@@ -50,7 +50,8 @@ class DocumentStore:
 
     @classmethod
     def from_corpus(cls, corpus_dir: str | Path) -> DocumentStore:
-        """The store of a data stage's kept documents (``train.jsonl``); a bad line or an empty corpus is an error naming the file."""
+        """The store of a data stage's kept documents (``train.jsonl``); a bad line or an empty corpus is an
+        error naming the file."""
         from llmkb.corpus import load_split
 
         return cls([doc["text"] for doc in load_split(corpus_dir, "train")])

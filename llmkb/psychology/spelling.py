@@ -93,8 +93,10 @@ def scores(records: list[dict], replies: list[str], tokens: dict[str, int]) -> d
 
     Examples:
         >>> rs = letter_questions(["cat", "berry"])
-        >>> scores(rs, ["c a t", "1", "b e r y", "2"], {"cat": 1, "berry": 2})["spell"]
-        {'one token': {'right': 1.0, 'questions': 1, 'letters': 1.0}, 'several tokens': {'right': 0.0, 'questions': 1, 'letters': 0.6}}
+        >>> scores(rs, ["c a t", "1", "b e r y", "2"],
+        ...        {"cat": 1, "berry": 2})["spell"]  # doctest: +NORMALIZE_WHITESPACE
+        {'one token': {'right': 1.0, 'questions': 1, 'letters': 1.0},
+         'several tokens': {'right': 0.0, 'questions': 1, 'letters': 0.6}}
     """
     right: dict = collections.defaultdict(list)
     partial: dict = collections.defaultdict(list)

@@ -307,7 +307,8 @@ def run_spelling(config: SpellingConfig, run_dir: RunDir) -> dict:
 
 QUICK = {"probe_people": 4, "questions_per_person": 1, "eval_questions_per_person": 1, "samples": 2}
 QUICK_SPELLING = {"train_words": 16, "held_out_words": 8, "max_steps": 4, "batch_size": 8}
-# The quick model's 64 tokens hold no search conversation: it runs with 160 (the plumbing, not the skill, is what quick checks).
+# The quick model's 64 tokens hold no search conversation: it runs with 160 (the plumbing, not the skill,
+# is what quick checks).
 QUICK_SEARCH = {"conversations": 32, "max_steps": 4, "batch_size": 8, "context": 160, "questions_per_person": 1}
 
 register(

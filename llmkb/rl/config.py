@@ -17,13 +17,15 @@ from llmkb.checks import non_negative, positive, require
 @dataclass
 class RewardConfig:
     # -- the rankings (llmkb.rl.preferences)
-    prompts: int = 500  # training questions, each answered `samples` times and ranked by the labeler (800, before the pipeline was cut to 15 minutes: held-out accuracy 0.774)
+    prompts: int = 500  # training questions, each answered `samples` times and ranked by the labeler
+    #                     (800, before the pipeline was cut to 15 minutes: held-out accuracy 0.774)
     test_prompts: int = 200  # other questions for held-out pairs
     samples: int = 5  # replies per question (the notes' "5 rollouts")
     temperature: float = 1.0  # sampling temperature of those replies: they must differ to be ranked
     max_new_tokens: int = 48  # longest reply sampled
     # -- the training
-    lr: float = 3e-4  # AdamW's learning rate, constant (measured: 1e-4 for 2 epochs reaches the same held-out accuracy in twice the time)
+    lr: float = 3e-4  # AdamW's learning rate, constant
+    #                   (measured: 1e-4 for 2 epochs reaches the same held-out accuracy in twice the time)
     epochs: int = 1  # passes over the pairs; one is usual: reward models overfit fast (Ouyang et al. 2022)
     max_steps: int | None = None  # if set, the number of optimizer steps instead of epochs
     batch_size: int = 16  # pairs per step (each is two sequences, so 2x as many rows)

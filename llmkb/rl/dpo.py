@@ -102,7 +102,8 @@ def encode_pair(
         >>> from llmkb.tokenizer.hf import CHATML_TEMPLATE
         >>> tok = _char_tokenizer(CHATML_TEMPLATE)
         >>> chosen, rejected = encode_pair(tok, [{"role": "user", "content": "2+2?"}], "4", "5?", context=64)
-        >>> tok.decode([t for t in chosen["labels"] if t != -100]), tok.decode([t for t in rejected["labels"] if t != -100])
+        >>> (tok.decode([t for t in chosen["labels"] if t != -100]),
+        ...  tok.decode([t for t in rejected["labels"] if t != -100]))
         ('4<|im_end|>', '5?<|im_end|>')
     """
     chosen, rejected = (

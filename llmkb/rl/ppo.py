@@ -53,7 +53,8 @@ class Critic(nn.Module):
 
 
 def token_logprobs(model: GPT, ids: torch.Tensor, labels: torch.Tensor, with_entropy: bool = False):
-    """log p(token t+1 | tokens <= t) at every position ``(B, T-1)`` (0 where ``labels`` is -100), optionally the entropy."""
+    """log p(token t+1 | tokens <= t) at every position ``(B, T-1)`` (0 where ``labels`` is -100), optionally
+    the entropy."""
     logits = model(ids[:, :-1])[0].float()  # (B, T-1, V)
     targets = labels[:, 1:]
     logp_all = F.log_softmax(logits, dim=-1)
@@ -103,7 +104,8 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
 
 
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip: float):
-    """PPO's clipped surrogate: ``-min(ratio A, clip(ratio, 1-c, 1+c) A)``, averaged over reply tokens; and the clip fraction."""
+    """PPO's clipped surrogate: ``-min(ratio A, clip(ratio, 1-c, 1+c) A)``, averaged over reply tokens; and the
+    clip fraction."""
     ratio = torch.exp(logp - old_logp)
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1 - clip, 1 + clip)

@@ -46,7 +46,8 @@ from llmkb.training import batches, stop_if_not_finite, total_steps
 
 
 class RewardModel(nn.Module):
-    """Our GPT backbone and a linear head ``d_model -> 1`` on the last real token: ``model(ids, mask)`` -> ``(B,)`` scores.
+    """Our GPT backbone and a linear head ``d_model -> 1`` on the last real token: ``model(ids, mask)`` ->
+    ``(B,)`` scores.
 
     ``RewardModel(sft_model)`` copies the SFT model's weights (the original is left alone). Its LM
     head stays in the backbone but is unused (with tied embeddings it is the embedding table anyway).
@@ -67,7 +68,8 @@ class RewardModel(nn.Module):
         nn.init.normal_(self.score.weight, std=1 / math.sqrt(d + 1))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Scores ``(B,)`` (float32) of right-padded rows ``input_ids`` ``(B, T)``; ``attention_mask`` is 1 on real tokens."""
+        """Scores ``(B,)`` (float32) of right-padded rows ``input_ids`` ``(B, T)``; ``attention_mask`` is 1 on
+        real tokens."""
         lengths = attention_mask.sum(dim=1)  # (B,)
         T = input_ids.shape[1]
         right_padded = attention_mask.bool() == (torch.arange(T, device=input_ids.device) < lengths[:, None])  # (B, T)
@@ -100,7 +102,8 @@ def to_hf_reward(model: RewardModel, pad_id: int):
 
 
 def from_hf_reward(hf) -> RewardModel:
-    """Our :class:`RewardModel` (float32, eval mode, on the CPU) from a Llama ``*ForSequenceClassification`` with one label."""
+    """Our :class:`RewardModel` (float32, eval mode, on the CPU) from a Llama ``*ForSequenceClassification``
+    with one label."""
     if hf.config.num_labels != 1:
         raise ValueError(f"num_labels is {hf.config.num_labels}; a reward model has exactly one output")
     config = from_hf_config(hf.config)
@@ -146,7 +149,8 @@ def bradley_terry_loss(chosen_scores: torch.Tensor, rejected_scores: torch.Tenso
     Examples:
         >>> round(bradley_terry_loss(torch.tensor([0.0]), torch.tensor([0.0])).item(), 4)  # ln 2
         0.6931
-        >>> round(bradley_terry_loss(torch.tensor([5.0, -5.0]), torch.tensor([0.0, 0.0])).item(), 4)  # (0.0067 + 5.0067) / 2
+        >>> # (0.0067 + 5.0067) / 2
+        >>> round(bradley_terry_loss(torch.tensor([5.0, -5.0]), torch.tensor([0.0, 0.0])).item(), 4)
         2.5067
     """
     return -F.logsigmoid(chosen_scores - rejected_scores).mean()

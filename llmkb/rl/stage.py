@@ -318,7 +318,8 @@ register(
 register(
     Stage(
         name="grpo",
-        summary="small models taught sums with worked steps, direct answers or a calculator; GRPO on a rule-based reward",
+        summary="small models taught sums with worked steps, direct answers or a calculator; "
+        "GRPO on a rule-based reward",
         config_cls=SumsConfig,
         run=run_grpo,
         needs=("sft",),

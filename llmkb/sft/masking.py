@@ -153,7 +153,8 @@ def mask_html(tokenizer, messages: list[dict], context: int) -> str:
     encoded = tokenize_conversation(tokenizer, messages, context)
     css = (
         ".sftm{font-family:monospace;line-height:2}.sftm .t{padding:1px 2px;margin:0 1px;border-radius:3px}"
-        ".sftm .on{background:#b7e4c7}.sftm .off{background:#e9ecef;opacity:.75}.sftm .sum{display:block;font-size:.8em}"
+        ".sftm .on{background:#b7e4c7}.sftm .off{background:#e9ecef;opacity:.75}"
+        ".sftm .sum{display:block;font-size:.8em}"
     )
     parts = [f'<div class="sftm"><style>{css}</style>']
     for token_id, label in zip(encoded["input_ids"], encoded["labels"], strict=True):

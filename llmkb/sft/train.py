@@ -259,7 +259,9 @@ def fine_tune_trl(
             lora_dropout=0.0,
             task_type="CAUSAL_LM",
         )
-    as_dataset = lambda records: datasets.Dataset.from_list([{"messages": r["messages"]} for r in records])  # noqa: E731
+    as_dataset = lambda records: datasets.Dataset.from_list(  # noqa: E731
+        [{"messages": r["messages"]} for r in records]
+    )
     from transformers import PrinterCallback, TrainerCallback
 
     class Timer(TrainerCallback):

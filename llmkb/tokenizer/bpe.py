@@ -17,10 +17,11 @@ How it works, top to bottom:
 Two trainers learn the same merges. :func:`train_textbook`, first in this file, is the loop as
 textbooks write it: recount every pair in the whole corpus, merge the winner everywhere, repeat.
 Each merge rescans the corpus, so it costs O(merges x corpus size) and is only usable on small
-texts. :meth:`BPETokenizer.train` is the one the pipeline uses. It counts pairs *incrementally*: the corpus is reduced once to its unique chunks with their
-frequencies, pair counts and an index "pair -> chunks that contain it" are built once, and each
-merge rewrites only the chunks that contain the merged pair, adjusting the counts of the pairs
-next to it. A heap with lazy invalidation finds the next best pair without scanning all pairs.
+texts. :meth:`BPETokenizer.train` is the one the pipeline uses. It counts pairs *incrementally*:
+the corpus is reduced once to its unique chunks with their frequencies, pair counts and an index
+"pair -> chunks that contain it" are built once, and each merge rewrites only the chunks that
+contain the merged pair, adjusting the counts of the pairs next to it. A heap with lazy
+invalidation finds the next best pair without scanning all pairs.
 """
 
 from __future__ import annotations

@@ -401,7 +401,8 @@ def to_markdown(results: Sequence[MethodResult]) -> str:
 
     >>> r = MethodResult("Char", "py", "character", 80, 1.0, 5.5, 0.0, 0.25, 0.01, "early models")
     >>> print(to_markdown([r]))  # doctest: +NORMALIZE_WHITESPACE
-    | Method | Library | Granularity | Vocab | Bytes/token (en) | Tokens/word (en) | UNK (en) | UNK (other) | Train s | Example models |
+    | Method | Library | Granularity | Vocab | Bytes/token (en) | Tokens/word (en) | UNK (en) | UNK (other) |
+    Train s | Example models |
     |---|---|---|---:|---:|---:|---:|---:|---:|---|
     | Char | py | character | 80 | 1.00 | 5.50 | 0.00% | 25.00% | 0.01 | early models |
     """

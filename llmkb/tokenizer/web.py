@@ -50,10 +50,11 @@ def js_pattern(pattern: str) -> str:
     Examples:
         >>> js_pattern(SPLIT_PATTERN)[:30]
         "'(?:[sdmtSDMT\\\\u017F]|[lL][lL]|"
-        >>> js_pattern(r"\\w+")
+        >>> js_pattern(r"\\w+")  # doctest: +NORMALIZE_WHITESPACE
         Traceback (most recent call last):
         ...
-        ValueError: no JavaScript translation of the pre-split pattern '\\\\w+'; add one to llmkb.tokenizer.web.JS_PATTERNS
+        ValueError: no JavaScript translation of the pre-split pattern '\\\\w+';
+        add one to llmkb.tokenizer.web.JS_PATTERNS
     """
     if pattern not in JS_PATTERNS:
         raise ValueError(
