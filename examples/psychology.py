@@ -111,8 +111,9 @@ print(
 )
 # --8<-- [end:after]
 if not quick:
+    # On three seeds the retrained model declined on 53-96% of these questions, the SFT model on none.
     for name in ("once (new names)", "never (new names)"):
-        assert hallucination["after"][name]["refused"] > 0.5 > hallucination["before"][name]["refused"]
+        assert hallucination["after"][name]["refused"] > hallucination["before"][name]["refused"] + 0.25
 
 # %%
 # --8<-- [start:after-replies]
