@@ -18,6 +18,7 @@ literal Jinja goes inside ``{% raw %}...{% endraw %}``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -36,13 +37,24 @@ def run_folder(project: Path) -> Path:
     return runs_root / os.environ.get("LLMKB_RUN", os.environ.get("LLMKB_PROFILE", "default"))
 
 
+def load(path: Path) -> dict:
+    """A run file, parsed once while it is unchanged: a page quotes many figures from the same few files
+    (keyed by modification time too, so ``mkdocs serve`` picks up a stage that was run again)."""
+    return _parsed(path, path.stat().st_mtime_ns)
+
+
+@functools.cache
+def _parsed(path: Path, mtime_ns: int) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def lookup(run: Path, stage: str, filename: str, key: str, page: str) -> object:
     """``key`` (dots step into nested objects) of ``run/stage/filename``; MissingFigure names what is missing."""
     path = run / stage / filename
     where = f"{page} asks for stage {stage!r}, key {key!r}"
     if not path.is_file():
         raise MissingFigure(f"{where}: {path} does not exist (has stage {stage!r} run in {run}?)")
-    value = json.loads(path.read_text(encoding="utf-8"))
+    value = load(path)
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
             known = ", ".join(sorted(value)) if isinstance(value, dict) else type(value).__name__
