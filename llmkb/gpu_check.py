@@ -467,23 +467,10 @@ def grpo(check: Check) -> dict:
     return out
 
 
-def _timed(run, device: str, repeat: int = 3) -> tuple[float, object]:
-    """The median seconds of ``run()`` over ``repeat`` calls (the GPU waited for), and its last result."""
-    import torch
-
-    times, result = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = run()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
-
-
 def generation(check: Check) -> dict:
     import torch
 
+    from llmkb.inference.bench import median_time
     from llmkb.inference.generate import GenerationConfig, generate_ids
     from llmkb.inference.static import StaticDecoder, compiled_step, greedy
 
@@ -497,13 +484,12 @@ def generation(check: Check) -> dict:
     for batch in s.gen_batches:
         prompt = torch.randint(0, vocab, (batch, s.prompt_tokens), generator=torch.Generator().manual_seed(batch))
         decoder = StaticDecoder(model, batch, s.prompt_tokens + new)
-        greedy(decoder, prompt, new)  # warm-up: kernels chosen, memory allocated
-        eager_s, eager = _timed(lambda: greedy(decoder, prompt, new), check.device)
+        eager_s, eager = median_time(lambda _: greedy(decoder, prompt, new), new, repeat=3)
         step = compiled_step(decoder)
         t0 = time.perf_counter()
         greedy(decoder, prompt, new, step)  # compiles, then records the CUDA graph
         compile_s = time.perf_counter() - t0
-        compiled_s, compiled = _timed(lambda: greedy(decoder, prompt, new, step), check.device)
+        compiled_s, compiled = median_time(lambda _: greedy(decoder, prompt, new, step), new, repeat=3)
         out[f"batch_{batch}"] = {
             "eager_tokens_per_s": round(batch * new / eager_s, 1),
             "compiled_tokens_per_s": round(batch * new / compiled_s, 1),
@@ -513,7 +499,11 @@ def generation(check: Check) -> dict:
         }
     prompt = torch.randint(0, vocab, (1, s.prompt_tokens), generator=torch.Generator().manual_seed(0))
     config = GenerationConfig(max_new_tokens=new)
-    loop_s, _ = _timed(lambda: generate_ids(model, prompt, None, config, eos_ids=[-1]), check.device, repeat=2)
+    loop_s, _ = median_time(
+        lambda n: generate_ids(model, prompt, None, dataclasses.replace(config, max_new_tokens=n), eos_ids=[-1]),
+        new,
+        repeat=2,
+    )
     out["generate_loop_batch_1_tokens_per_s"] = round(new / loop_s, 1)
     skips = {k: v for k, v in torch._dynamo.utils.counters["inductor"].items() if "cudagraph" in k}
     out["cudagraph_counters"] = skips  # a "cudagraph_skips" count means the graphs were not used

@@ -92,6 +92,8 @@ def median_time(run: Callable[[int], object], tokens: int, repeat: int, warmup_t
     for _ in range(repeat):
         start = time.perf_counter()
         result = run(tokens)
+        if torch.cuda.is_initialized():
+            torch.cuda.synchronize()  # CUDA returns before the kernels finish: wait for them inside the timing
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
 
