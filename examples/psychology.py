@@ -175,7 +175,7 @@ if not quick:
 # %%
 # --8<-- [start:think]
 grpo = read_json(ctx.ensure("grpo") / "metrics.json")
-print(f"two-digit sums, {grpo['test_sums']} held out, same model size, data and steps:")
+print(f"{ctx.run.config('grpo').digits}-digit sums, {grpo['test_sums']} held out, same model size, data and steps:")
 print(f"  answer after writing out every column:        {grpo['steps_accuracy']:.0%} right")
 print(f"  answer as the first tokens:                   {grpo['direct_accuracy']:.0%} right")
 print(
@@ -184,9 +184,10 @@ print(
 )
 # --8<-- [end:think]
 if not quick:
-    # What held on three seeds (scripts/seed_spread.py): worked steps right on most sums and the tool always
-    # called. The direct and calculator scores move with the seed (a tenth to most sums; almost none to all).
-    assert grpo["steps_accuracy"] > 0.5
+    # Three seeds (scripts/seed_spread.py): worked steps 95.5-100% right, direct answers 0-0.5%, the calculator
+    # called on every sum and its answers 69-96% right.
+    assert grpo["steps_accuracy"] > grpo["direct_accuracy"] + 0.5
+    assert grpo["calc_accuracy"] > grpo["direct_accuracy"] + 0.3
     assert grpo["calc_called"] > 0.9
 
 # %%

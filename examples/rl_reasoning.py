@@ -6,7 +6,7 @@ The RL-for-reasoning page includes its sections; the docs build saves its tables
 
 # %% [markdown]
 # # Reinforcement learning where a rule checks the answer
-# The ``grpo`` stage trains two small models that only add two-digit numbers, one taught to write
+# The ``grpo`` stage trains two small models that only add three-digit numbers, one taught to write
 # column addition out step by step and one taught to give the bare answer, and then runs GRPO
 # (through trl) on the first, rewarded by two rules: is the answer right, and is it in the format.
 # This example reads what the stage measured, shows the rules and the advantages GRPO computes
@@ -62,7 +62,8 @@ print(table)
 # --8<-- [end:think]
 assert steps_tokens > 3 * direct_tokens
 if not quick:
-    assert metrics["steps_accuracy"] > 0.5  # on every seed measured; the direct model's score moves with the seed
+    # Three seeds (scripts/seed_spread.py): worked steps 95.5-100% right, direct answers 0-0.5%.
+    assert metrics["steps_accuracy"] > metrics["direct_accuracy"] + 0.5
 
 # %%
 # --8<-- [start:samples]

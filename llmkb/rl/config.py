@@ -131,15 +131,17 @@ class SumsConfig:
     each. GRPO then starts from the worked-steps model.
     """
 
-    digits: int = 2  # operands of the sums (2: "What is 47 + 85?")
+    # Three digits, not two: a 2-layer model sometimes learns 2-digit sums as bare answers too (10% to 84%
+    # right over three seeds), which hid the gap worked steps make; at three its direct answers stay near 0%.
+    digits: int = 3  # operands of the sums (3: "What is 147 + 685?")
     train_sums: int = 4000  # distinct training sums
     test_sums: int = 200  # held-out sums (none in training) for every accuracy
-    n_layer: int = 2  # the small model: 2 blocks of width 128, context 96 (a 2-digit worked sum is ~80 tokens)
+    n_layer: int = 2  # the small model: 2 blocks of width 128, context 128 (a 3-digit worked sum is ~110 tokens)
     d_model: int = 128
-    context: int = 96
-    # Measured on one CPU: the worked-steps model is at 3% after 250 steps, 48% after 340, 98% after 400;
-    # another CPU's float results put it at 50% after 400. 600 keeps the run off that cliff everywhere.
-    sft_steps: int = 600
+    context: int = 128
+    # Measured with three seeds (3 digits): the worked-steps model is at 37% and 76% after 600 steps,
+    # 99.5% after 900; 1000 keeps the run off that cliff on other CPUs' float results too.
+    sft_steps: int = 1000
     sft_batch_size: int = 16
     sft_lr: float = 3e-3  # from scratch, so the pretraining-sized rate
     # -- GRPO (GRPOSettings, passed on to trl's GRPOTrainer)
@@ -148,7 +150,7 @@ class SumsConfig:
     prompts_per_step: int = 8
     grpo_lr: float = 1e-4  # measured: 3e-4 and 1e-3 destroyed the sums within 10 steps
     temperature: float = 1.0
-    max_new_tokens: int = 96
+    max_new_tokens: int = 112  # the longest 3-digit worked reply is 95 tokens with its end token
     sampled_per_sum: int = 2  # sampled answers per held-out sum for the sampled accuracy
     seed: int = 0
     device: str = "auto"
