@@ -146,8 +146,8 @@ if names:
     name, count = names.most_common(1)[0]
     print(f"most frequent name in these {len(last)} replies: {name!r}, in {count} of them")
 # --8<-- [end:samples]
-if not quick:
-    assert count >= 3  # the unleashed policy answers many different questions with the same person
+# No assertion on the names: whether one person takes over the replies changed from run to run (the
+# scores above, which did hold, are asserted there).
 
 # %%
 # --8<-- [start:early-stop]
