@@ -145,11 +145,32 @@ assert len(rows) == 5
 
 # %%
 # --8<-- [start:induction]
-from llmkb.pretrain.probes import repeat_accuracy
+from llmkb.pretrain.probes import induction_score
 
-first, second = repeat_accuracy(
-    model, vocab_low=256, vocab_high=tokenizer.vocab_size, length=40
-)  # no byte or special tokens
-print(f"random tokens, first time through: {first:.0%} predicted; second time through: {second:.0%}")
+copies = induction_score(model, vocab_low=256, vocab_high=tokenizer.vocab_size)  # no byte or special tokens
+print(
+    f"50 random 30-token sequences, each shown twice:\n"
+    f"  first time through:  {copies.first_accuracy:.0%} of the next tokens predicted, loss {copies.first_loss:.2f}\n"
+    f"  second time through: {copies.second_accuracy:.0%} of the next tokens predicted, loss {copies.second_loss:.2f}"
+)
 # --8<-- [end:induction]
-assert first < 0.1  # a random sequence cannot be predicted the first time through
+assert copies.first_accuracy < 0.1  # a random sequence cannot be predicted the first time through
+
+# %%
+# --8<-- [start:induction-curve]
+from llmkb.io import read_jsonl
+from llmkb.pretrain.stage import plot_induction
+
+log = list(read_jsonl(ctx.run.require("pretrain") / "log.jsonl"))  # the stage ran the same probe at every evaluation
+ctx.save_figure("induction.png", plot_induction(log))
+probes = [r for r in log if "copy_second_loss" in r]
+for r in probes:  # the probe's row is the step after which it ran
+    gap = r["copy_first_loss"] - r["copy_second_loss"]
+    print(
+        f"step {r['step'] + 1:>5}: second copy {r['copy_second_accuracy']:.0%} predicted, "
+        f"its loss {gap:+.2f} under the first's"
+    )
+# --8<-- [end:induction-curve]
+assert len(probes) >= 2 and probes[-1]["step"] + 1 == ctx.run.config("pretrain").max_steps
+if not quick:  # the page says the default model forms no induction heads: if that changes, so must the page
+    assert probes[-1]["copy_second_accuracy"] < 0.1

@@ -1,14 +1,19 @@
 """``llmkb doctor``: what this machine has for llmkb, and what is missing.
 
-In: nothing. Out: a short report (versions, device, browser for the site tests).
+In: nothing. Out: a short report (the machine, versions, device, browser for the site tests). The
+machine line names the CPU and measures one core's fp32 matrix-multiply speed, the number that
+decides how long a CPU run takes: every timing the project reports comes with it.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import shutil
 import sys
+import time
+from pathlib import Path
 
 # (distribution, why llmkb needs it)
 PACKAGES = [
@@ -33,7 +38,10 @@ PACKAGES = [
 
 
 def report() -> str:
-    lines = [f"python           {sys.version.split()[0]} ({platform.machine()}, {platform.system()})"]
+    lines = [
+        f"machine          {machine_line(machine())}",
+        f"python           {sys.version.split()[0]} ({platform.machine()}, {platform.system()})",
+    ]
     missing = []
     for dist, why in PACKAGES:
         try:
@@ -63,3 +71,60 @@ def device_line() -> str:
             f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'})"
         )
     return f"cpu ({torch.get_num_threads()} torch threads; no CUDA device found)"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def core_gflops(n: int = 512, seconds: float = 0.5) -> float:
+    """One core's fp32 matrix-multiply speed in GFLOP/s: the best of repeated ``n x n`` products.
+
+    Measured with one torch thread (as the stages run) for about ``seconds``; the best repeat, so a
+    brief interruption by another process does not count. A matmul of two ``n x n`` matrices is
+    ``2 n^3`` floating-point operations.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        a @ b  # warm-up: first call allocates
+        best, end = float("inf"), time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    return 2 * n**3 / best / 1e9
+
+
+def machine() -> dict:
+    """What a timing depends on: CPU model, cores, one core's fp32 GFLOP/s, and the GPU if there is one."""
+    info = {"cpu": cpu_name(), "cores": os.cpu_count() or 1, "core_gflops": round(core_gflops(), 1)}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def machine_line(info: dict) -> str:
+    """``machine()`` in one line.
+
+    >>> machine_line({"cpu": "AMD EPYC 7551", "cores": 2, "core_gflops": 31.2})
+    'AMD EPYC 7551, 2 cores, 31.2 GFLOP/s fp32 per core (one-thread matmul)'
+    """
+    line = f"{info['cpu']}, {info['cores']} cores, {info['core_gflops']} GFLOP/s fp32 per core (one-thread matmul)"
+    return line + (f", GPU {info['gpu']}" if info.get("gpu") else "")

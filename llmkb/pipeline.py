@@ -7,7 +7,9 @@ home page show the key numbers of each stage (:data:`KEY_NUMBERS`) and a few plo
 
 With ``jobs == 1`` the stages run one after another in this process. With more, each stage runs as
 ``llmkb <stage>`` in a subprocess as soon as the stages it needs have finished (after SFT, several
-stages need nothing else), its output in ``runs/<run>/<stage>/log.txt`` (:func:`run_parallel`).
+stages need nothing else), its output in ``runs/<run>/<stage>/log.txt`` (:func:`run_parallel`). A
+stage that starts alone (data, tokenizer, pretraining: every other stage waits for them) gets all
+the cores as torch threads; stages that run side by side split them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from llmkb.doctor import machine, machine_line
 from llmkb.io import read_json, write_json
 from llmkb.stages import RunDir, run_stage, stages
 
@@ -53,6 +56,7 @@ def run_pipeline(
     status = _run_in_process(run, profile, console) if jobs == 1 else _run_subprocesses(run, profile, jobs, console)
     card = collect_card(run, [name for name, state in status.items() if state == "finished"])
     card.update(wall_s=round(time.perf_counter() - t0, 2), jobs=jobs)
+    card["machine"] = machine()  # the wall times hold for this machine: name it and its speed per core
     write_json(run.root / "report_card.json", card)
     console.print(report_table(card))
     console.print(f"report card: {run.root / 'report_card.json'}")
@@ -140,8 +144,14 @@ def run_parallel(
     with Progress(*columns, console=console, transient=True) as progress:
         try:
             while True:
-                for name in _ready(names, needs, status)[: jobs - len(running)]:
-                    running[name] = _start(name, command(name), log_path(name), env, list(running), progress)
+                ready = _ready(names, needs, status)
+                for name in ready[: jobs - len(running)]:
+                    # Alone: nothing runs and nothing else is ready, so nothing can start before this
+                    # stage ends. It gets every core as torch threads (measured on 2 idle cores: pretraining
+                    # 1.5x faster than on one thread, a little faster than two DDP processes, same losses).
+                    alone = not running and len(ready) == 1
+                    child_env = {**env, "OMP_NUM_THREADS": str(os.cpu_count() or 1)} if alone else env
+                    running[name] = _start(name, command(name), log_path(name), child_env, list(running), progress)
                     status[name] = "running"
                 if not running:
                     break
@@ -243,7 +253,8 @@ def report_table(card: dict) -> Table:
     table.add_column("time", justify="right")
     for name, metrics in card["stages"].items():
         table.add_row(name, key_numbers(name, metrics), f"{metrics.get('wall_s', 0):,.0f} s")
-    table.caption = f"{time_summary(card)} (every metric: report_card.json)"
+    machine_note = f" on {machine_line(card['machine'])}" if "machine" in card else ""
+    table.caption = f"{time_summary(card)}{machine_note} (every metric: report_card.json)"
     return table
 
 

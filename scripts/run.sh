@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${LLMKB_PROFILE:-default}
-# One torch thread: the tiny model's matrices are too small to share between cores, and the numbers
-# on the pages (speeds, losses) were measured this way.
+# One torch thread per stage when stages run side by side (two busy cores make two threads each many
+# times slower); the pipeline gives a stage that runs alone (pretraining) every core.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 bash scripts/setup.sh
 .venv/bin/llmkb pipeline --profile "$profile"

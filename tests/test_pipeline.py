@@ -113,7 +113,10 @@ def mark(what):
     with open(trace, "a") as f:
         f.write(f"{what} {name} {time.time()}\\n")
 mark("start")
+import os
 print(f"hello from {name}")
+with open(trace + ".threads", "a") as f:
+    f.write(f"{name} {os.environ['OMP_NUM_THREADS']}\\n")
 time.sleep(0.3)
 mark("end")
 sys.exit(code)
@@ -150,6 +153,15 @@ def test_scheduler_runs_independent_stages_side_by_side_after_their_needs(tmp_pa
     assert b_start < c_end and c_start < b_end  # b and c overlapped
     assert "start c (with: b)" in out and "end d: finished" in out
     assert (tmp_path / "d" / "log.txt").read_text() == "hello from d\n"
+
+
+def test_a_stage_that_runs_alone_gets_every_core_and_side_by_side_ones_share(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    run_fakes(tmp_path, DIAMOND, jobs=2)
+    threads = dict(line.split() for line in (tmp_path / "trace.txt.threads").read_text().splitlines())
+    # a and d start with nothing else running or ready; b and c start together
+    assert threads == {"a": "4", "b": "1", "c": "1", "d": "4"}
 
 
 def test_scheduler_with_one_job_runs_one_stage_at_a_time(tmp_path):
@@ -248,3 +260,10 @@ def test_doctor_reports_versions_and_device(capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "torch" in out and "transformers" in out and ("cpu" in out or "cuda" in out)
+    assert re.search(r"machine .*, \d+ cores, [\d.]+ GFLOP/s fp32 per core", out)
+
+
+def test_core_gflops_is_a_plausible_speed():
+    from llmkb.doctor import core_gflops
+
+    assert 0.1 < core_gflops(n=128, seconds=0.05) < 10_000  # a tiny matmul, timed: some speed, not zero or absurd

@@ -24,6 +24,7 @@ import llmkb.pretrain.train as train_module
 from llmkb.io import read_json, read_jsonl, write_json
 from llmkb.model.gpt import GPT, ModelConfig, configure_optimizer
 from llmkb.pretrain.checkpoint import load_checkpoint, read_state, save_checkpoint
+from llmkb.pretrain.probes import induction_score
 from llmkb.pretrain.shards import EOT, TokenShards, build_shards
 from llmkb.pretrain.train import PretrainConfig, lr_at, train
 from llmkb.training import NonFiniteLoss
@@ -249,11 +250,41 @@ def test_the_loss_goes_down_and_the_summary_matches_the_log(run_a, tokenizer):
         "mfu": None,
         "tokens_seen": 30 * 4 * 16,
         "train_s": round(sum(4 * 16 / r["tokens_per_s"] for r in log), 1),
+        "copy_second_accuracy": log[-1]["copy_second_accuracy"],
+        "copy_loss_drop": round(log[-1]["copy_first_loss"] - log[-1]["copy_second_loss"], 4),
     }
+    assert [r["step"] for r in log if "copy_second_loss" in r] == [9, 19, 29]  # the induction probe at every eval
     assert summary["tokens_per_s"] > 0
     state = read_state(out / "checkpoint")
     assert state["step"] == 30 and state["model_config"] == config.model_config(len(tokenizer)).to_dict()
     assert state["train_config"] == dataclasses.asdict(config)
+
+
+class Copier(torch.nn.Module):
+    """A perfect induction head, by hand: the token after the previous occurrence of this one, else token 0."""
+
+    def __init__(self, vocab_size: int = 5000, context: int = 64):
+        super().__init__()
+        self.config = ModelConfig(vocab_size=vocab_size, context=context, d_model=8, n_layer=1, n_head=1, n_kv_head=1)
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # a parameter, so device_of finds the CPU
+
+    def forward(self, ids):
+        logits = torch.zeros(*ids.shape, self.config.vocab_size)
+        for b, row in enumerate(ids.tolist()):
+            for t, token in enumerate(row):
+                earlier = [i for i in range(t) if row[i] == token]
+                logits[b, t, row[earlier[-1] + 1] if earlier else 0] = 30.0
+        return logits, None
+
+
+def test_the_induction_probe_scores_a_copier_right_on_the_second_copy_only():
+    score = induction_score(Copier(), vocab_low=1, vocab_high=5000, length=20, trials=10)  # repeats are rare
+    assert score.second_accuracy == 1.0 and score.second_loss < 0.01
+    assert score.first_accuracy < 0.2 and score.first_loss > 5  # mostly distinct tokens: nothing to copy yet
+    untrained = induction_score(
+        GPT(ModelConfig(vocab_size=50, context=64, d_model=16, n_layer=1, n_head=2, n_kv_head=2)), 1, 50
+    )
+    assert untrained.second_accuracy < 0.2  # a fresh model does no better on the second copy than by chance
 
 
 def test_a_run_stopped_and_resumed_is_identical_to_an_uninterrupted_one(run_a, shards, tmp_path):

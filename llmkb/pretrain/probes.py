@@ -10,7 +10,7 @@ mini-web's manifest. Out: plain numbers and strings for the base-model page:
 - :func:`few_shot_accuracy`: zero-shot vs few-shot prompting on a task the model was never trained for,
   scored by exact match of the generated answer, or (:func:`few_shot_choice`) by which of a list of
   candidate answers the model finds most likely, as benchmarks score base models;
-- :func:`repeat_accuracy`: the standard test for "induction heads", the copying circuit behind
+- :func:`induction_score`: the standard test for "induction heads", the copying circuit behind
   in-context learning: can the model predict a random token sequence the second time it sees it?
 """
 
@@ -193,25 +193,42 @@ def few_shot_choice(
     return hits / max(1, len(queries))
 
 
+@dataclass
+class Induction:
+    """How well a model predicts random token sequences shown twice in a row (per-token means)."""
+
+    first_accuracy: float  # next-token accuracy on the first copy: chance, by construction
+    second_accuracy: float  # on the second copy: high once induction heads copy from the first
+    first_loss: float
+    second_loss: float
+
+
 @torch.no_grad()
-def repeat_accuracy(
-    model: GPT, vocab_low: int, vocab_high: int, length: int = 40, trials: int = 20, seed: int = 0
-) -> tuple[float, float]:
-    """Next-token accuracy on a random token sequence shown twice: (first copy, second copy).
+def induction_score(
+    model: GPT, vocab_low: int, vocab_high: int, length: int = 30, trials: int = 50, seed: int = 0
+) -> Induction:
+    """``trials`` random sequences of ``length`` tokens from ``[vocab_low, vocab_high)``, each shown twice.
 
     The first copy is unpredictable by construction. A model with induction heads ("the last time
     this token appeared, that token followed it") predicts most of the second copy; a model
-    without them does no better than the first time.
+    without them does no better than the first time. The first token of each copy is not scored
+    (nothing before it says what it will be). Same ``seed``, same sequences.
     """
+    length = min(length, model.config.context // 2)
+    was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    first = second = 0.0
-    for _ in range(trials):
-        sequence = torch.randint(vocab_low, vocab_high, (length,), generator=generator)
-        ids = torch.cat([sequence, sequence])[None, -model.config.context :].to(device_of(model))
-        predicted = model(ids)[0][0, :-1].argmax(-1)
-        target = ids[0, 1:]
-        half = ids.shape[1] // 2
-        first += (predicted[: half - 1] == target[: half - 1]).float().mean().item()
-        second += (predicted[half:] == target[half:]).float().mean().item()
-    return first / trials, second / trials
+    sequences = torch.randint(vocab_low, vocab_high, (trials, length), generator=generator)
+    ids = torch.cat([sequences, sequences], dim=1).to(device_of(model))  # (trials, 2 * length)
+    logits = model(ids)[0][:, :-1].float()  # position t predicts token t + 1
+    target = ids[:, 1:]
+    losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+    right = (logits.argmax(-1) == target).float()
+    first, second = slice(0, length - 1), slice(length, 2 * length - 1)  # targets 1..L-1 and L+1..2L-1
+    model.train(was_training)
+    return Induction(
+        first_accuracy=right[:, first].mean().item(),
+        second_accuracy=right[:, second].mean().item(),
+        first_loss=losses[:, first].mean().item(),
+        second_loss=losses[:, second].mean().item(),
+    )

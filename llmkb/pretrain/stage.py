@@ -7,7 +7,7 @@ In: ``runs/<run>/data/`` (train/heldout documents, and the mini-web's manifest) 
 - ``checkpoint/`` and ``log.jsonl`` from the loop (:mod:`llmkb.pretrain.train`), resumable;
 - ``model/`` the base model in Hugging Face format (``config.json``, ``model.safetensors`` and the
   tokenizer), loadable with ``AutoModelForCausalLM.from_pretrained``;
-- ``loss.png`` the loss curves.
+- ``loss.png`` the loss curves; ``induction.png`` the induction probe at every evaluation.
 
 Why a "focused" mix by default: a 1M-parameter model on two CPU cores gets a few thousand steps.
 A fact needs a few hundred exposures within them to stick, so the default trains mostly on the
@@ -132,6 +132,23 @@ def plot_losses(log: list[dict], path: str | Path | None = None):
     return finish(fig, ax, path)
 
 
+def plot_induction(log: list[dict], path: str | Path | None = None):
+    """The induction probe during training: loss on the first and the second copy of random sequences.
+
+    The two lines part when the model starts copying from its context (induction heads); they stay
+    together while it does not.
+    """
+    from llmkb.plots import finish, subplots
+
+    fig, ax = subplots(figsize=(7, 3.2))
+    probes = [r for r in log if "copy_second_loss" in r]
+    steps = [r["step"] + 1 for r in probes]  # the probe ran after this many steps
+    ax.plot(steps, [r["copy_first_loss"] for r in probes], "o-", label="first copy (unpredictable)")
+    ax.plot(steps, [r["copy_second_loss"] for r in probes], "o-", label="second copy (predictable by copying)")
+    ax.set(xlabel="step", ylabel="cross-entropy (nats per token)", title="Random tokens shown twice")
+    return finish(fig, ax, path)
+
+
 def run(config: PretrainConfig, run_dir: RunDir) -> dict:
     from llmkb.model.hf import save_pretrained
     from llmkb.pretrain.checkpoint import load_checkpoint
@@ -161,6 +178,7 @@ def run(config: PretrainConfig, run_dir: RunDir) -> dict:
         return result
     log = list(read_jsonl(out / "log.jsonl"))
     plot_losses(log, out / "loss.png")
+    plot_induction(log, out / "induction.png")
     if not result["finished"]:  # no metrics.json: later stages must not take a half-trained model
         raise StageStopped(
             f"{out}: stopped at step {result['steps']} of {config.max_steps}; run the same command again to resume"

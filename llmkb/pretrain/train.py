@@ -37,7 +37,9 @@ from llmkb.io import read_jsonl, write_jsonl
 from llmkb.model.gpt import GPT, configure_optimizer
 from llmkb.pretrain.checkpoint import load_checkpoint, read_state, recover, save_checkpoint
 from llmkb.pretrain.config import PretrainConfig
+from llmkb.pretrain.probes import induction_score
 from llmkb.pretrain.shards import TokenShards
+from llmkb.tokenizer.bpe import SPECIAL_TOKENS
 from llmkb.training import NonFiniteLoss
 
 
@@ -97,6 +99,16 @@ def evaluate(model: torch.nn.Module, data: TokenShards, config: PretrainConfig, 
             f"{data.source}: the validation split is shorter than one window of {config.context + 1} tokens"
         )
     return total / count
+
+
+def copy_scores(model: torch.nn.Module, vocab_size: int) -> dict:
+    """The induction probe during training: random 30-token sequences shown twice (no byte or special tokens)."""
+    score = induction_score(model, vocab_low=256, vocab_high=vocab_size - len(SPECIAL_TOKENS))
+    return {
+        "copy_first_loss": round(score.first_loss, 4),
+        "copy_second_loss": round(score.second_loss, 4),
+        "copy_second_accuracy": round(score.second_accuracy, 4),
+    }
 
 
 def train(config: PretrainConfig, train_data: TokenShards, val_data: TokenShards, out_dir: str | Path) -> dict:
@@ -202,6 +214,7 @@ def train(config: PretrainConfig, train_data: TokenShards, val_data: TokenShards
             log.append(record)  # before validating: an interrupt there must not lose this step's record
             if step % config.eval_every == 0 or step == config.max_steps:
                 record["val_loss"] = round(evaluate(fast, val_data, config, device), 5)
+                record.update(copy_scores(model, train_data.vocab_size))  # eager: no recompile for its shape
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
             if step % config.checkpoint_every == 0 or step == last_step:
@@ -220,6 +233,7 @@ def summarize(log: list[dict], model: GPT, config: PretrainConfig, step: int) ->
     # Tokens/s from the steady state: the first steps include compilation and warm-up.
     speeds = sorted(r["tokens_per_s"] for r in log[len(log) // 5 :]) or [0.0]
     mfus = sorted(r["mfu"] for r in log[len(log) // 5 :] if "mfu" in r)
+    copies = [r for r in log if "copy_second_accuracy" in r]
     return {
         "steps": step,
         "finished": step >= config.max_steps,
@@ -232,4 +246,7 @@ def summarize(log: list[dict], model: GPT, config: PretrainConfig, step: int) ->
         "train_s": round(sum(config.batch_size * config.context / r["tokens_per_s"] for r in log), 1),
         "mfu": mfus[len(mfus) // 2] if mfus else None,
         "tokens_seen": step * config.batch_size * config.context,
+        # The last induction probe: next-token accuracy on the second copy of random sequences (chance on the first).
+        "copy_second_accuracy": copies[-1]["copy_second_accuracy"] if copies else None,
+        "copy_loss_drop": round(copies[-1]["copy_first_loss"] - copies[-1]["copy_second_loss"], 4) if copies else None,
     }
