@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 import llmkb.pretrain.checkpoint as checkpoint_module
 import llmkb.pretrain.train as train_module
-from llmkb.io import read_json, read_jsonl, write_json
+from llmkb.io import read_json, read_jsonl, write_json, write_jsonl
 from llmkb.model.gpt import GPT, ModelConfig, configure_optimizer
 from llmkb.pretrain.checkpoint import load_checkpoint, read_state, save_checkpoint
 from llmkb.pretrain.probes import induction_score
@@ -193,6 +193,24 @@ def test_a_corpus_shorter_than_one_window_names_shards_json(tokenizer, tmp_path)
     with pytest.raises(ValueError, match=r"shards\.json"):  # the loop checks before it builds anything
         run_training(tiny_config(), tmp_path, tmp_path / "out")
     assert not (tmp_path / "out" / "checkpoint").exists()
+
+
+def test_an_empty_focused_mix_names_the_corpus_and_the_setting(tmp_path):
+    from llmkb.pretrain.stage import training_mix
+
+    write_jsonl(tmp_path / "train.jsonl", [{"url": "http://a.test/", "text": "ordinary text"}])
+    write_json(tmp_path / "miniweb" / "manifest.json", {"entities": [], "passages": []})  # nothing planted
+    with pytest.raises(ValueError, match=r"train\.jsonl: the focused mix is empty .*filler_bytes=0"):
+        training_mix(tmp_path, PretrainConfig(filler_bytes=0))
+    texts, info = training_mix(tmp_path, PretrainConfig(filler_bytes=5))
+    assert texts == ["ordinary text"] and info["planted_documents"] == 0
+
+
+def test_more_cpu_processes_than_cores_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setattr(train_module.os, "cpu_count", lambda: 2)
+    with pytest.raises(ValueError, match=r"WORLD_SIZE=3: 3 training processes on 2 CPU core\(s\)"):
+        train_module.init_distributed("cpu")
 
 
 def test_unigram_loss_by_hand():

@@ -50,6 +50,11 @@ def training_mix(corpus_dir: Path, config: PretrainConfig) -> tuple[list[str], d
         if d["url"] not in planted:
             filler.append(d["text"])
             budget -= len(d["text"].encode("utf-8"))
+    if not focus + filler:
+        raise ValueError(
+            f"{corpus_dir / 'train.jsonl'}: the focused mix is empty (no planted pages in the corpus and "
+            f"PretrainConfig.filler_bytes={config.filler_bytes}); raise filler_bytes or use mix='all'"
+        )
     return focus + filler, {"mix": "focused", "documents": len(focus) + len(filler), "planted_documents": len(focus)}
 
 

@@ -73,6 +73,12 @@ def init_distributed(device: str) -> Distributed:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Distributed()
+    cores = os.cpu_count() or 1
+    if not device.startswith("cuda") and world > cores:
+        raise ValueError(
+            f"WORLD_SIZE={world}: {world} training processes on {cores} CPU core(s) would take turns on the same "
+            f"cores; start at most {cores} (torchrun --nproc_per_node {cores}), or run one process"
+        )
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
