@@ -174,3 +174,30 @@ for r in probes:  # the probe's row is the step after which it ran
 assert len(probes) >= 2 and probes[-1]["step"] + 1 == ctx.run.config("pretrain").max_steps
 if not quick:  # the page says the default model forms no induction heads: if that changes, so must the page
     assert probes[-1]["copy_second_accuracy"] < 0.1
+
+# %%
+# --8<-- [start:heads]
+import matplotlib.pyplot as plt
+import torch
+
+from llmkb.pretrain.probes import head_scores
+
+sequence = torch.randint(256, tokenizer.vocab_size, (20,), generator=torch.Generator().manual_seed(0))
+scores = head_scores(model, sequence)
+best = {}
+for kind, target in (("previous_token", "the position just before"), ("induction", "the token to copy")):
+    layer, head = divmod(int(scores[kind].argmax()), model.config.n_head)
+    best[kind] = (layer, head)
+    print(
+        f"most {kind.replace('_', '-')}-like head: layer {layer}, head {head}, "
+        f"{float(scores[kind][layer, head]):.0%} of its attention on {target}"
+    )
+fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+for ax, (kind, (layer, head)) in zip(axes, best.items()):
+    ax.imshow(scores["maps"][layer, head], cmap="viridis", vmin=0, vmax=1)
+    ax.set(title=f"{kind.replace('_', '-')} head (layer {layer}, head {head})", xlabel="attends to", ylabel="position")
+fig.tight_layout()
+ctx.save_figure("heads.png", fig)
+# --8<-- [end:heads]
+if not quick:  # the page's reading of the maps: neither half of the circuit
+    assert scores["previous_token"].max() < 0.5 and scores["induction"].max() < 0.2

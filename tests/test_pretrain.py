@@ -305,6 +305,21 @@ def test_the_induction_probe_scores_a_copier_right_on_the_second_copy_only():
     assert untrained.second_accuracy < 0.2  # a fresh model does no better on the second copy than by chance
 
 
+def test_head_scores_read_the_right_cells_of_the_attention_maps():
+    from llmkb.pretrain.probes import head_scores
+
+    model = GPT(ModelConfig(vocab_size=50, context=64, d_model=16, n_layer=2, n_head=2, n_kv_head=2))
+    for block in model.layers:
+        torch.nn.init.zeros_(block.self_attn.q_proj.weight)  # every score 0: position t spreads 1/(t+1) evenly
+    scores = head_scores(model, torch.arange(1, 11))  # 10 tokens, shown twice
+    assert scores["maps"].shape == (2, 2, 20, 20)
+    uniform = [1 / (t + 1) for t in range(20)]
+    previous = sum(uniform[1:]) / 19  # rows 1..19, one cell each
+    induction = sum(uniform[10:]) / 10  # rows of the second copy
+    assert torch.allclose(scores["previous_token"], torch.full((2, 2), previous), atol=1e-6)
+    assert torch.allclose(scores["induction"], torch.full((2, 2), induction), atol=1e-6)
+
+
 def test_a_run_stopped_and_resumed_is_identical_to_an_uninterrupted_one(run_a, shards, tmp_path):
     out_a, _ = run_a
     first = run_training(tiny_config(stop_after=13), shards, tmp_path)  # 13: not a checkpoint_every multiple

@@ -12,6 +12,7 @@ mini-web's manifest. Out: plain numbers and strings for the base-model page:
   candidate answers the model finds most likely, as benchmarks score base models;
 - :func:`induction_score`: the standard test for "induction heads", the copying circuit behind
   in-context learning: can the model predict a random token sequence the second time it sees it?
+  :func:`head_scores`: which heads look like its two halves (previous-token and induction heads).
 """
 
 from __future__ import annotations
@@ -232,3 +233,26 @@ def induction_score(
         first_loss=losses[:, first].mean().item(),
         second_loss=losses[:, second].mean().item(),
     )
+
+
+@torch.no_grad()
+def head_scores(model: GPT, sequence: torch.Tensor) -> dict[str, torch.Tensor]:
+    """How much each head behaves like the two halves of an induction circuit, on ``sequence`` shown twice.
+
+    ``sequence``: ``(L,)`` token ids. Returns ``(n_layer, n_head)`` tensors, each a mean attention weight:
+
+    - ``previous_token``: how much a position attends to the one right before it (a previous-token
+      head writes "the token before me was A" into each position);
+    - ``induction``: how much a position in the second copy attends to the position *after* its own
+      token's occurrence in the first copy, the token to copy (an induction head reads there);
+
+    and ``maps``, the weights themselves, ``(n_layer, n_head, 2L, 2L)``, for plots.
+    """
+    length = sequence.shape[0]
+    ids = torch.cat([sequence, sequence])[None].to(device_of(model))
+    maps = torch.stack([layer[0] for layer in model.attention_maps(ids)])  # (n_layer, n_head, 2L, 2L)
+    rows = torch.arange(1, 2 * length)
+    previous = maps[:, :, rows, rows - 1].mean(-1)
+    second = torch.arange(length, 2 * length)  # position t of the second copy holds the token of t - L
+    induction = maps[:, :, second, second - length + 1].mean(-1)
+    return {"previous_token": previous, "induction": induction, "maps": maps}
