@@ -195,7 +195,9 @@ for kind, target in (("previous_token", "the position just before"), ("induction
 fig, axes = plt.subplots(1, 2, figsize=(8, 4))
 for ax, (kind, (layer, head)) in zip(axes, best.items()):
     ax.imshow(scores["maps"][layer, head], cmap="viridis", vmin=0, vmax=1)
-    ax.set(title=f"{kind.replace('_', '-')} head (layer {layer}, head {head})", xlabel="attends to", ylabel="position")
+    ax.set(
+        title=f"most {kind.replace('_', '-')}-like: layer {layer}, head {head}", xlabel="attends to", ylabel="position"
+    )
 fig.tight_layout()
 ctx.save_figure("heads.png", fig)
 # --8<-- [end:heads]

@@ -1,9 +1,9 @@
 """Can a model of the pretraining stage's shape grow induction heads at all, on data made for them?
 
-In: a batch size, a number of steps, a share of windows with a copy (and the stage's model shape
-and learning rate). Out: the induction probe of :func:`llmkb.pretrain.probes.induction_score`
-every ``--every`` steps, printed: step, training loss, second-copy accuracy, first-copy loss minus
-second-copy loss.
+In: a batch size, a number of steps, a share of windows with a copy, a learning rate (the stage's
+model shape; its peak learning rate, held constant, unless given). Out: the induction probe of
+:func:`llmkb.pretrain.probes.induction_score` every ``--every`` steps, printed: step, training
+loss, second-copy accuracy, first-copy loss minus second-copy loss.
 
 Each training window is random tokens; in ``--share`` of them a span of 10 to 59 tokens is copied
 to a random later place, so the only thing to learn is to copy from the context. ``--fixed-gap``
@@ -58,12 +58,15 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=200, help="steps between probes")
     parser.add_argument("--share", type=float, default=1.0, help="share of windows with a copied span")
     parser.add_argument("--fixed-gap", action="store_true", help="every copy half a window later")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the stage's)")
     args = parser.parse_args()
     config = PretrainConfig()  # the default stage's model shape, learning rate and betas
     vocab_size = 4096
     torch.manual_seed(config.seed)
     model = GPT(config.model_config(vocab_size))
-    optimizer = configure_optimizer(model, config.lr, config.weight_decay, (config.beta1, config.beta2), "cpu")
+    optimizer = configure_optimizer(
+        model, args.lr or config.lr, config.weight_decay, (config.beta1, config.beta2), "cpu"
+    )
     g = torch.Generator().manual_seed(1)
     t0 = time.perf_counter()
     print("step  loss  second-copy accuracy  loss drop  seconds")
