@@ -147,7 +147,7 @@ assert len(rows) == 5
 # --8<-- [start:induction]
 from llmkb.pretrain.probes import induction_score
 
-copies = induction_score(model, vocab_low=256, vocab_high=tokenizer.vocab_size)  # no byte or special tokens
+copies = induction_score(model)  # random learned merges: no byte or special tokens
 print(
     f"50 random 30-token sequences, each shown twice:\n"
     f"  first time through:  {copies.first_accuracy:.0%} of the next tokens predicted, loss {copies.first_loss:.2f}\n"
@@ -180,9 +180,9 @@ if not quick:  # the page says the default model forms no induction heads: if th
 import matplotlib.pyplot as plt
 import torch
 
-from llmkb.pretrain.probes import head_scores
+from llmkb.pretrain.probes import head_scores, merged_tokens
 
-sequence = torch.randint(256, tokenizer.vocab_size, (20,), generator=torch.Generator().manual_seed(0))
+sequence = torch.randint(*merged_tokens(len(tokenizer)), (20,), generator=torch.Generator().manual_seed(0))
 scores = head_scores(model, sequence)
 best = {}
 for kind, target in (("previous_token", "the position just before"), ("induction", "the token to copy")):

@@ -23,7 +23,7 @@ import torch
 
 from llmkb.model.gpt import GPT, configure_optimizer
 from llmkb.pretrain.config import PretrainConfig
-from llmkb.pretrain.probes import induction_score
+from llmkb.pretrain.probes import induction_score, merged_tokens
 
 
 def windows(batch: int, context: int, vocab: tuple[int, int], share: float, fixed_gap: bool, g: torch.Generator):
@@ -71,14 +71,14 @@ def main() -> None:
     t0 = time.perf_counter()
     print("step  loss  second-copy accuracy  loss drop  seconds")
     for step in range(1, args.steps + 1):
-        x = windows(args.batch, config.context, (256, vocab_size - 3), args.share, args.fixed_gap, g)
+        x = windows(args.batch, config.context, merged_tokens(vocab_size), args.share, args.fixed_gap, g)
         _, loss = model(x[:, :-1], x[:, 1:])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if step % args.every == 0:
-            score = induction_score(model, 256, vocab_size - 3)
+            score = induction_score(model)
             print(
                 f"{step:>4}  {loss.item():.3f}  {score.second_accuracy:>20.1%}  "
                 f"{score.first_loss - score.second_loss:>9.2f}  {time.perf_counter() - t0:>7.0f}",

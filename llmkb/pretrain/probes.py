@@ -23,6 +23,7 @@ import torch
 
 from llmkb.device import device_of
 from llmkb.model.gpt import GPT
+from llmkb.tokenizer.bpe import SPECIAL_TOKENS
 from llmkb.tokenizer.ids import encode
 
 
@@ -204,17 +205,37 @@ class Induction:
     second_loss: float
 
 
+def merged_tokens(vocab_size: int) -> tuple[int, int]:
+    """The ids of the learned merges, ``[low, high)``: llmkb's BPE puts the 256 byte tokens first and
+    its special tokens last, and neither belongs in a sequence of "ordinary" random tokens.
+
+    >>> merged_tokens(4096)
+    (256, 4093)
+    """
+    return 256, vocab_size - len(SPECIAL_TOKENS)
+
+
 @torch.no_grad()
 def induction_score(
-    model: GPT, vocab_low: int, vocab_high: int, length: int = 30, trials: int = 50, seed: int = 0
+    model: GPT,
+    vocab_low: int | None = None,
+    vocab_high: int | None = None,
+    length: int = 30,
+    trials: int = 50,
+    seed: int = 0,
 ) -> Induction:
     """``trials`` random sequences of ``length`` tokens from ``[vocab_low, vocab_high)``, each shown twice.
+
+    The range defaults to the model's learned merges (:func:`merged_tokens`); the pretraining loop
+    runs this default at every evaluation, so the same call on the saved model gives its last row.
 
     The first copy is unpredictable by construction. A model with induction heads ("the last time
     this token appeared, that token followed it") predicts most of the second copy; a model
     without them does no better than the first time. The first token of each copy is not scored
     (nothing before it says what it will be). Same ``seed``, same sequences.
     """
+    low, high = merged_tokens(model.config.vocab_size)
+    vocab_low, vocab_high = low if vocab_low is None else vocab_low, high if vocab_high is None else vocab_high
     length = min(length, model.config.context // 2)
     was_training = model.training
     model.eval()

@@ -39,7 +39,6 @@ from llmkb.pretrain.checkpoint import load_checkpoint, read_state, recover, save
 from llmkb.pretrain.config import PretrainConfig
 from llmkb.pretrain.probes import induction_score
 from llmkb.pretrain.shards import TokenShards
-from llmkb.tokenizer.bpe import SPECIAL_TOKENS
 from llmkb.training import NonFiniteLoss
 
 
@@ -107,9 +106,9 @@ def evaluate(model: torch.nn.Module, data: TokenShards, config: PretrainConfig, 
     return total / count
 
 
-def copy_scores(model: torch.nn.Module, vocab_size: int) -> dict:
+def copy_scores(model: GPT) -> dict:
     """The induction probe during training: random 30-token sequences shown twice (no byte or special tokens)."""
-    score = induction_score(model, vocab_low=256, vocab_high=vocab_size - len(SPECIAL_TOKENS))
+    score = induction_score(model)
     return {
         "copy_first_loss": round(score.first_loss, 4),
         "copy_second_loss": round(score.second_loss, 4),
@@ -220,7 +219,7 @@ def train(config: PretrainConfig, train_data: TokenShards, val_data: TokenShards
             log.append(record)  # before validating: an interrupt there must not lose this step's record
             if step % config.eval_every == 0 or step == config.max_steps:
                 record["val_loss"] = round(evaluate(fast, val_data, config, device), 5)
-                record.update(copy_scores(model, train_data.vocab_size))  # eager: no recompile for its shape
+                record.update(copy_scores(model))  # eager: no recompile for its shape
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
             if step % config.checkpoint_every == 0 or step == last_step:

@@ -140,7 +140,7 @@ class SumsConfig:
     d_model: int = 128
     context: int = 128
     # Measured with three seeds (3 digits): the worked-steps model is at 37% and 76% after 600 steps,
-    # 99.5% after 900; 1000 keeps the run off that cliff on other CPUs' float results too.
+    # 99.5-100% after 900; 1000 leaves a margin for other CPUs' float results.
     sft_steps: int = 1000
     sft_batch_size: int = 16
     sft_lr: float = 3e-3  # from scratch, so the pretraining-sized rate
