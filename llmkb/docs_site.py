@@ -15,6 +15,8 @@ import functools
 import shutil
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from llmkb.examples import (
     write_stamp,
 )
 from llmkb.io import read_json, write_text
+from llmkb.pipeline import default_jobs, threads_per_job
 from llmkb.stages import RunDir, run_stage, stages
 
 
@@ -39,10 +42,19 @@ def generate_outputs(
     run: str | None = None,
     runs_root: Path | None = None,
     force: bool = False,
+    jobs: int | None = None,
 ) -> list[str]:
-    """Run the examples whose inputs changed as notebooks; return the names that ran."""
+    """Run the examples whose inputs changed as notebooks, ``jobs`` at a time; return the names that ran.
+
+    ``jobs`` defaults to the pipeline's (:func:`llmkb.pipeline.default_jobs`: 2 on two or more cores),
+    each notebook's kernel with its share of the cores as torch threads. The slowest examples of the
+    last build start first, so that a long one does not begin when the others are done.
+    """
     docs_out = root / "docs" / "generated"
     runs_root = runs_root or root / "runs"
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     env = example_env(profile, run, runs_root, docs_out)
     # Every stage first: an example that ran a missing stage would change the run folder, and with it
     # the input digest of every example that ran before it (their outputs would look stale).
@@ -50,18 +62,39 @@ def generate_outputs(
     for stage in stages():
         if not (run_dir.root / stage.name / "metrics.json").exists():
             run_stage(stage.name, run_dir, profile)
-    ran = []
-    examples = list_examples(root)
-    for example in tqdm(examples, desc="page examples", unit="example"):
+    stale, last_seconds = [], {}
+    for example in list_examples(root):
         notebook = docs_out / "notebooks" / f"{example.name}.ipynb"
-        stamp = stamp_path(docs_out, example)
-        if not force and notebook.exists() and stamp.exists():
-            if read_json(stamp).get("inputs_sha256") == inputs_digest(example, env):
-                continue
-        execute_notebook(example, env, notebook)
-        # Digest after the run: an example may have run stages that were missing from the run folder.
-        write_stamp(docs_out, example, inputs_digest(example, env))
-        ran.append(example.name)
+        stamp = read_json(stamp_path(docs_out, example)) if stamp_path(docs_out, example).exists() else {}
+        last_seconds[example.name] = stamp.get("seconds", 0.0)
+        if force or not notebook.exists() or stamp.get("inputs_sha256") != inputs_digest(example, env):
+            stale.append(example)
+    stale.sort(key=lambda example: -last_seconds[example.name])
+    kernel_env = {**env, "OMP_NUM_THREADS": threads_per_job(jobs)}
+
+    def execute(example) -> str:
+        started = time.perf_counter()
+        try:
+            execute_notebook(example, kernel_env, docs_out / "notebooks" / f"{example.name}.ipynb")
+        except Exception as error:  # with two running at once, say which one failed
+            raise RuntimeError(f"{example.path}: the example failed as a notebook:\n{error}") from error
+        write_stamp(docs_out, example, inputs_digest(example, env), time.perf_counter() - started)
+        return example.name
+
+    ran = []
+    with (
+        ThreadPoolExecutor(max_workers=jobs) as pool,
+        tqdm(total=len(stale), desc="page examples", unit="example") as bar,
+    ):
+        futures = [pool.submit(execute, example) for example in stale]
+        try:
+            for future in as_completed(futures):
+                ran.append(future.result())  # a failed example raises here, with its cell's error
+                bar.update()
+        except BaseException:
+            for future in futures:  # do not start the rest; the running ones finish
+                future.cancel()
+            raise
     write_report_card(run_dir, docs_out / "report_card.md")
     return ran
 

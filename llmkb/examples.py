@@ -143,18 +143,12 @@ def execute_notebook(example: Example, env: dict[str, str], notebook_path: Path,
     from nbclient import NotebookClient
 
     notebook = to_notebook(example)
-    saved_env = dict(os.environ)
-    os.environ.update(env)  # the kernel inherits this process's environment
-    try:
-        NotebookClient(
-            notebook,
-            timeout=timeout_s,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(example.path.parents[1])}},
-        ).execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved_env)
+    NotebookClient(  # the kernel gets ``env``; this process's own environment is left alone (builds run side by side)
+        notebook,
+        timeout=timeout_s,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(example.path.parents[1])}},
+    ).execute(env=env)
     write_text(notebook_path, nbformat.writes(notebook))
     save_section_outputs(notebook, Path(env["LLMKB_DOCS_OUT"]) / example.name)
     return notebook_path
@@ -193,5 +187,8 @@ def stamp_path(docs_out: Path, example: Example) -> Path:
     return docs_out / example.name / "stamp.json"
 
 
-def write_stamp(docs_out: Path, example: Example, digest: str) -> None:
-    write_json(stamp_path(docs_out, example), {"example": example.name, "inputs_sha256": digest})
+def write_stamp(docs_out: Path, example: Example, digest: str, seconds: float) -> None:
+    """Record what the outputs were made from, and how long the example took (the build starts the slowest first)."""
+    write_json(
+        stamp_path(docs_out, example), {"example": example.name, "inputs_sha256": digest, "seconds": round(seconds, 1)}
+    )

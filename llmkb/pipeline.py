@@ -172,11 +172,15 @@ def _ready(names: list[str], needs: dict[str, tuple[str, ...]], status: dict[str
     return [n for n in names if status[n] == "waiting" and all(status.get(d) == "finished" for d in needs.get(n, ()))]
 
 
+def threads_per_job(jobs: int) -> str:
+    """Torch threads for each of ``jobs`` processes side by side: ``OMP_NUM_THREADS`` when set, else the cores split."""
+    return os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+
+
 def _child_env(jobs: int) -> dict[str, str]:
     """This environment, unbuffered (so a log shows a stage's output as it goes), with the cores split among
     the jobs."""
-    threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": threads}
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": threads_per_job(jobs)}
 
 
 def _start(name: str, argv: list[str], log: Path, env: dict[str, str], others: list[str], progress: Progress) -> _Child:

@@ -161,6 +161,7 @@ def test_example_ran_as_a_notebook_with_fresh_outputs(site_project, example):
     env = example_env("quick", None, site_project / "runs", generated)
     stamp = read_json(generated / example.name / "stamp.json")
     assert stamp["inputs_sha256"] == inputs_digest(copied, env), "outputs are stale"
+    assert stamp["seconds"] > 0  # the next build starts the slowest examples first
 
 
 def test_changing_an_example_makes_its_outputs_stale(site_project, tmp_path):
