@@ -9,9 +9,12 @@ Each training window is random tokens; in ``--share`` of them a span of 10 to 59
 to a random later place, so the only thing to learn is to copy from the context. ``--fixed-gap``
 puts every copy exactly half a window later instead: a model can then predict it by position
 alone (a head that looks back a fixed distance), which is not an induction head, and the probe
-(copies at distance 30) tells the two apart.
+(copies at distance 30) tells the two apart. ``--repeat`` makes every window the pretraining
+stage's repeat windows (:func:`llmkb.pretrain.shards.repeat_windows`: a run of 8 to 40 random tokens
+repeated to the end), where most tokens can be predicted by copying.
 
     OMP_NUM_THREADS=1 python scripts/induction_toy.py --batch 8 --steps 1200
+    OMP_NUM_THREADS=1 python scripts/induction_toy.py --repeat --batch 8 --steps 1400 --every 100
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 from llmkb.model.gpt import GPT, configure_optimizer
 from llmkb.pretrain.config import PretrainConfig
 from llmkb.pretrain.probes import induction_score, merged_tokens
+from llmkb.pretrain.shards import repeat_windows
 
 
 def windows(batch: int, context: int, vocab: tuple[int, int], share: float, fixed_gap: bool, g: torch.Generator):
@@ -58,6 +62,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=200, help="steps between probes")
     parser.add_argument("--share", type=float, default=1.0, help="share of windows with a copied span")
     parser.add_argument("--fixed-gap", action="store_true", help="every copy half a window later")
+    parser.add_argument("--repeat", action="store_true", help="the pretraining stage's repeat windows")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the stage's)")
     args = parser.parse_args()
     config = PretrainConfig()  # the default stage's model shape, learning rate and betas
@@ -71,8 +76,12 @@ def main() -> None:
     t0 = time.perf_counter()
     print("step  loss  second-copy accuracy  loss drop  seconds")
     for step in range(1, args.steps + 1):
-        x = windows(args.batch, config.context, merged_tokens(vocab_size), args.share, args.fixed_gap, g)
-        _, loss = model(x[:, :-1], x[:, 1:])
+        if args.repeat:
+            x, y = repeat_windows(args.batch, config.context, *merged_tokens(vocab_size), g)
+        else:
+            window = windows(args.batch, config.context, merged_tokens(vocab_size), args.share, args.fixed_gap, g)
+            x, y = window[:, :-1], window[:, 1:]
+        _, loss = model(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()

@@ -71,6 +71,7 @@ def tiny_config(**overrides) -> PretrainConfig:
         n_kv_head=1,
         d_ff=64,
         batch_size=4,
+        repeat_windows=0,  # text only, unless a test asks for them
         max_steps=30,
         warmup_steps=5,
         lr=1e-2,
@@ -267,6 +268,7 @@ def test_the_loss_goes_down_and_the_summary_matches_the_log(run_a, tokenizer):
         "tokens_per_s": summary["tokens_per_s"],
         "mfu": None,
         "tokens_seen": 30 * 4 * 16,
+        "repeat_tokens_seen": 0,
         "train_s": round(sum(4 * 16 / r["tokens_per_s"] for r in log), 1),
         "copy_second_accuracy": log[-1]["copy_second_accuracy"],
         "copy_loss_drop": round(log[-1]["copy_first_loss"] - log[-1]["copy_second_loss"], 4),
@@ -409,9 +411,13 @@ def test_a_nan_loss_before_any_checkpoint_says_so(shards, tmp_path, monkeypatch)
     assert not (tmp_path / "checkpoint").exists()
 
 
-def test_batch_size_must_split_over_processes_and_micro_batches(shards, tmp_path):
-    with pytest.raises(ValueError, match="batch_size 4 is not divisible by processes x grad_accum = 3"):
+def test_the_windows_of_a_step_must_split_over_processes_and_micro_batches(shards, tmp_path):
+    with pytest.raises(ValueError, match="batch_size = 4 windows per step is not divisible by .* = 3"):
         run_training(tiny_config(grad_accum=3), shards, tmp_path)
+    with pytest.raises(
+        ValueError, match="batch_size \\+ repeat_windows = 7 windows per step is not divisible by .* = 2"
+    ):
+        run_training(tiny_config(repeat_windows=3, grad_accum=2), shards, tmp_path / "with repeats")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -613,3 +619,15 @@ def test_new_shards_set_the_old_checkpoint_aside(tmp_path, shards, capsys):
     assert "training starts over" in capsys.readouterr().out
     summary = run_training(tiny_config(max_steps=10), shards, out)  # starts from step 0 again
     assert summary["steps"] == 10 and [r["step"] for r in log_of(out)] == list(range(10))
+
+
+def test_repeat_windows_join_each_batch_and_are_counted_apart_from_the_text(shards, tmp_path):
+    config = tiny_config(repeat_windows=4, repeat_steps=4, max_steps=6, eval_every=3, checkpoint_every=3)
+    summary = run_training(config, shards, tmp_path)
+    log = log_of(tmp_path)
+    assert summary["tokens_seen"] == 6 * 4 * 16 and summary["repeat_tokens_seen"] == 4 * 4 * 16
+    windows = [8, 8, 8, 8, 4, 4]  # 4 text + 4 repeat windows in the first 4 steps, then text alone
+    assert summary["train_s"] == round(sum(w * 16 / r["tokens_per_s"] for w, r in zip(windows, log)), 1)
+    again = tmp_path / "again"
+    run_training(config, shards, again)
+    assert losses(log_of(again)) == losses(log)  # the repeat windows are drawn from the step's seed too

@@ -27,7 +27,7 @@ def records():
     return build_splits(
         {"entities": entities},
         seed=0,
-        sizes={"instruction": 16, "conversation": 0, "text_generation": 0, "code": 0, "reasoning": 0},
+        sizes={"instruction": 16, "conversation": 0, "text_generation": 0, "code": 0, "reasoning": 0, "reading": 0},
     )["train"]
 
 

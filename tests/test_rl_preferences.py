@@ -18,7 +18,7 @@ from llmkb.world import make_entities
 @pytest.fixture(scope="module")
 def records():
     entities, _ = make_entities(random.Random(0))
-    sizes = {"instruction": 6, "conversation": 0, "text_generation": 0, "code": 0, "reasoning": 0}
+    sizes = {"instruction": 6, "conversation": 0, "text_generation": 0, "code": 0, "reasoning": 0, "reading": 0}
     return build_splits({"entities": entities}, seed=0, sizes=sizes)["train"]
 
 

@@ -28,7 +28,7 @@ from llmkb.tokenizer.hf import CHATML_TEMPLATE
 from llmkb.training import NonFiniteLoss
 from llmkb.world import make_entities
 
-SIZES = {"instruction": 24, "conversation": 8, "text_generation": 4, "code": 8, "reasoning": 8}
+SIZES = {"instruction": 24, "conversation": 8, "text_generation": 4, "code": 8, "reasoning": 8, "reading": 8}
 
 
 @pytest.fixture(scope="module")

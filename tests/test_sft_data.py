@@ -22,13 +22,14 @@ from llmkb.sft.data import (
     load_oasst,
     load_sharegpt,
     prompt_key,
+    reading,
     tokenized_length,
     validate_conversation,
 )
 from llmkb.world import make_entities
 
 TOKENIZER = Path(__file__).resolve().parents[1] / "runs" / "default" / "tokenizer"
-SMALL = {"instruction": 40, "conversation": 20, "text_generation": 10, "code": 30, "reasoning": 20}
+SMALL = {"instruction": 40, "conversation": 20, "text_generation": 10, "code": 30, "reasoning": 20, "reading": 20}
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,7 @@ def test_every_type_with_the_requested_counts(manifest, splits):
         "text_generation": 1,
         "code": 0,
         "reasoning": 2,
+        "reading": 2,
     }
     row = small["train"][0]
     assert row["messages"][0] == {"role": "system", "content": "You are brief."}
@@ -309,3 +311,15 @@ def test_every_conversation_fits_128_tokens_with_the_real_tokenizer(splits):
     assert max(max(v) for v in lengths.values()) <= 128, {k: max(v) for k, v in lengths.items()}
     assert check_length(tok, splits["train"], context=128)[1] == 0
     assert 30 < statistics.mean(lengths["instruction"]) < statistics.mean(lengths["conversation"])
+
+
+def test_reading_asks_about_strangers_whose_facts_only_the_prompt_states(manifest):
+    people = {e["name"] for e in manifest["entities"]}
+    records = reading(seed=0, n=200, taken=people)
+    assert len(records) == 200 and {r["type"] for r in records} == {"reading"}
+    for record in records:
+        prompt, answer = (m["content"] for m in record["messages"])
+        assert record["meta"]["name"] not in people  # never on a page of the mini-web
+        assert record["meta"]["answer"] in prompt and check_answer(record)
+        assert not any(name in prompt for name in people)  # nor anyone it mentions
+    assert {r["meta"]["fact"] for r in records} == {"born", "city", "occupation", "relation"}

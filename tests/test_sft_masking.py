@@ -15,7 +15,7 @@ from llmkb.tokenizer.hf import CHATML_TEMPLATE
 from llmkb.world import make_entities
 
 MODEL = Path(__file__).resolve().parents[1] / "runs" / "default" / "pretrain" / "model"
-SIZES = {"instruction": 2, "conversation": 2, "text_generation": 1, "code": 1, "reasoning": 1}
+SIZES = {"instruction": 2, "conversation": 2, "text_generation": 1, "code": 1, "reasoning": 1, "reading": 1}
 SYSTEM = "You are brief."
 
 

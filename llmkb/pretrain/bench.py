@@ -76,14 +76,16 @@ LOSS_WINDOW = 10  # steps averaged for the final training loss (HF logs the mean
 
 
 def bench_config(config: PretrainConfig, steps: int) -> PretrainConfig:
-    """``config`` for a ``steps``-step CPU run: schedule over ``steps``, no compile, no bar, no mid-run eval/checkpoint.
+    """``config`` for a ``steps``-step CPU run: schedule over ``steps``, no compile, no bar, no mid-run eval/checkpoint,
+    and text windows only (the Trainer reads the same text batches; it has no repeat windows).
 
     >>> c = bench_config(PretrainConfig(), 50)
-    >>> c.max_steps, c.device, c.compile, c.progress, c.eval_every > 50, c.checkpoint_every > 50
-    (50, 'cpu', 'no', False, True, True)
+    >>> c.max_steps, c.device, c.compile, c.progress, c.eval_every > 50, c.checkpoint_every > 50, c.repeat_windows
+    (50, 'cpu', 'no', False, True, True, 0)
     """
     return dataclasses.replace(
         config,
+        repeat_windows=0,
         max_steps=steps,
         stop_after=0,
         device="cpu",

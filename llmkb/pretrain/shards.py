@@ -162,3 +162,26 @@ class TokenShards:
         logp = np.log(counts / counts.sum())
         seen = np.concatenate([np.asarray(a) for a in other.arrays]).astype(np.int64)
         return float(-logp[seen].mean())
+
+
+def repeat_windows(
+    count: int, context: int, low: int, high: int, generator: torch.Generator, periods: tuple[int, int] = (8, 40)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` synthetic windows: a random run of token ids from ``[low, high)`` repeated to the window's end.
+
+    The run's length is drawn from ``periods`` for each window, so no fixed distance predicts the
+    next token: only looking back for the last time the current token appeared, and copying the one
+    after it, does (the job of an induction head). The first pass of each run cannot be predicted.
+    Inputs and targets as in :meth:`TokenShards.batch`.
+
+    >>> x, y = repeat_windows(2, 16, 256, 300, torch.Generator().manual_seed(0), periods=(5, 5))
+    >>> x.shape, bool((x[:, 5:10] == x[:, :5]).all()), bool((y[:, :-1] == x[:, 1:]).all())
+    (torch.Size([2, 16]), True, True)
+    """
+    rows = []
+    for _ in range(count):
+        period = int(torch.randint(periods[0], periods[1] + 1, (1,), generator=generator))
+        run = torch.randint(low, high, (period,), generator=generator)
+        rows.append(run.repeat(context // period + 2)[: context + 1])
+    window = torch.stack(rows)  # (count, T+1)
+    return window[:, :-1], window[:, 1:]

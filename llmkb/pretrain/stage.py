@@ -223,6 +223,8 @@ register(
                 "d_ff": 160,
                 "max_steps": 120,
                 "warmup_steps": 10,
+                "lr": 3e-3,  # 120 steps: it shows the mechanics, and learns more at the higher rate
+                "repeat_windows": 0,  # too few steps to grow induction heads anyway
                 "eval_every": 60,
                 "checkpoint_every": 60,
                 "eval_tokens": 4096,
@@ -238,6 +240,7 @@ register(
                 "d_ff": 3072,
                 "batch_size": 64,
                 "grad_accum": 1,
+                "repeat_windows": 0,  # the whole corpus at context 1024: real text has the repetition
                 "lr": 6e-4,
                 "warmup_steps": 200,
                 "max_steps": 2000,

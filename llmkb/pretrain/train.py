@@ -6,8 +6,9 @@ rate, gradient norm, tokens/s, MFU per step; validation loss every ``eval_every`
 
 One optimizer step, as in nanoGPT:
 
-1. draw ``batch_size`` random windows (the same ones on every process: the draw is seeded by the
-   step number, which is also why a resumed run sees exactly the batches it would have seen);
+1. draw ``batch_size`` random windows of text, plus ``repeat_windows`` windows of random tokens
+   repeated (the same ones on every process: the draw is seeded by the step number, which is also
+   why a resumed run sees exactly the batches it would have seen);
 2. split them into ``grad_accum`` micro-batches per process; forward, cross-entropy, backward each,
    adding up gradients (under DDP, processes average their gradients on the last micro-batch);
 3. stop if the loss is NaN or infinite, before the bad gradient touches the weights;
@@ -37,8 +38,8 @@ from llmkb.io import read_jsonl, write_jsonl
 from llmkb.model.gpt import GPT, configure_optimizer
 from llmkb.pretrain.checkpoint import load_checkpoint, read_state, recover, save_checkpoint
 from llmkb.pretrain.config import PretrainConfig
-from llmkb.pretrain.probes import induction_score
-from llmkb.pretrain.shards import TokenShards
+from llmkb.pretrain.probes import induction_score, merged_tokens
+from llmkb.pretrain.shards import TokenShards, repeat_windows
 from llmkb.training import NonFiniteLoss
 
 
@@ -54,6 +55,18 @@ def lr_at(step: int, config: PretrainConfig) -> float:
     progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
     floor = config.lr * config.min_lr_ratio
     return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def windows_at(step: int, config: PretrainConfig) -> int:
+    """Windows in step ``step``'s batch: ``batch_size`` of text, plus the repeat windows (in every step, or in
+    the first ``repeat_steps`` when that is > 0).
+
+    >>> c = PretrainConfig(batch_size=8, repeat_windows=24, repeat_steps=1300)
+    >>> windows_at(0, c), windows_at(1299, c), windows_at(1300, c), windows_at(1300, PretrainConfig(repeat_steps=0))
+    (32, 32, 8, 32)
+    """
+    repeats = not config.repeat_steps or step < config.repeat_steps
+    return config.batch_size + (config.repeat_windows if repeats else 0)
 
 
 @dataclass
@@ -126,9 +139,11 @@ def train(config: PretrainConfig, train_data: TokenShards, val_data: TokenShards
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
     per_step = ddp.world * config.grad_accum
-    if config.batch_size % per_step:
-        raise ValueError(f"batch_size {config.batch_size} is not divisible by processes x grad_accum = {per_step}")
-    micro = config.batch_size // per_step
+    for windows, what in ((config.batch_size, "batch_size"), (windows_at(0, config), "batch_size + repeat_windows")):
+        if windows % per_step:
+            raise ValueError(
+                f"{what} = {windows} windows per step is not divisible by processes x grad_accum = {per_step}"
+            )
     train_data.check_window(config.context)
 
     torch.manual_seed(config.seed)
@@ -161,8 +176,7 @@ def train(config: PretrainConfig, train_data: TokenShards, val_data: TokenShards
             save_checkpoint(ckpt, model, optimizer, state)
             write_jsonl(out_dir / "log.jsonl", log)
 
-    tokens_per_step = config.batch_size * config.context
-    flops_per_step = model.flops_per_token(config.context) * tokens_per_step
+    flops_per_token = model.flops_per_token(config.context)
     peak = peak_flops(device)
     last_step = config.max_steps if not config.stop_after else min(config.max_steps, step + config.stop_after)
     bar = tqdm(
@@ -174,8 +188,14 @@ def train(config: PretrainConfig, train_data: TokenShards, val_data: TokenShards
             lr = lr_at(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x_all, y_all = train_data.batch(config.batch_size, config.context, batch_generator(config.seed, step))
+            generator = batch_generator(config.seed, step)
+            x_all, y_all = train_data.batch(config.batch_size, config.context, generator)
+            if windows_at(step, config) > config.batch_size:
+                low, high = merged_tokens(train_data.vocab_size)
+                x_rep, y_rep = repeat_windows(config.repeat_windows, config.context, low, high, generator)
+                x_all, y_all = torch.cat([x_all, x_rep]), torch.cat([y_all, y_rep])
             loss_sum = torch.zeros((), device=device)
+            micro = len(x_all) // per_step
             for m in range(config.grad_accum):
                 rows = slice((m * ddp.world + ddp.rank) * micro, (m * ddp.world + ddp.rank + 1) * micro)
                 x, y = x_all[rows].to(device, non_blocking=True), y_all[rows].to(device, non_blocking=True)
@@ -212,10 +232,10 @@ def train(config: PretrainConfig, train_data: TokenShards, val_data: TokenShards
                 "loss": round(loss_value, 5),
                 "lr": lr,
                 "grad_norm": round(grad_norm, 4),
-                "tokens_per_s": round(tokens_per_step / dt, 1),
+                "tokens_per_s": round(x_all.numel() / dt, 1),
             }
             if peak:
-                record["mfu"] = round(flops_per_step / dt / (peak * ddp.world), 4)
+                record["mfu"] = round(flops_per_token * x_all.numel() / dt / (peak * ddp.world), 4)
             log.append(record)  # before validating: an interrupt there must not lose this step's record
             if step % config.eval_every == 0 or step == config.max_steps:
                 record["val_loss"] = round(evaluate(fast, val_data, config, device), 5)
@@ -248,9 +268,10 @@ def summarize(log: list[dict], model: GPT, config: PretrainConfig, step: int) ->
         "val_perplexity": round(math.exp(val[-1]), 2) if val else None,
         "tokens_per_s": speeds[len(speeds) // 2],
         # Time spent in training steps over the whole run, resumed parts included (no evaluation).
-        "train_s": round(sum(config.batch_size * config.context / r["tokens_per_s"] for r in log), 1),
+        "train_s": round(sum(windows_at(r["step"], config) * config.context / r["tokens_per_s"] for r in log), 1),
         "mfu": mfus[len(mfus) // 2] if mfus else None,
-        "tokens_seen": step * config.batch_size * config.context,
+        "tokens_seen": step * config.batch_size * config.context,  # of text; the repeat windows come on top
+        "repeat_tokens_seen": sum(windows_at(s, config) - config.batch_size for s in range(step)) * config.context,
         # The last induction probe: next-token accuracy on the second copy of random sequences (chance on the first).
         "copy_second_accuracy": copies[-1]["copy_second_accuracy"] if copies else None,
         "copy_loss_drop": round(copies[-1]["copy_first_loss"] - copies[-1]["copy_second_loss"], 4) if copies else None,

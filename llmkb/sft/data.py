@@ -2,13 +2,15 @@
 
 In: the manifest of :mod:`llmkb.data.miniweb` (its ``entities``: invented people and their facts)
 and a seed. Out (same seed -> the same data, offline): conversations
-``{"messages": [{"role", "content"}, ...], "type": ..., "meta": {...}}`` of five types,
+``{"messages": [{"role", "content"}, ...], "type": ..., "meta": {...}}`` of six types,
 
 - ``instruction``: one question about a person's fact, one full-sentence answer (:func:`instruction_pairs`);
 - ``conversation``: two or three exchanges about one person, follow-ups saying "they" (:func:`conversations`);
 - ``text_generation``: "Write a short encyclopedia entry about X." -> a paragraph (:func:`text_generation`);
 - ``code``: small Python functions and string puzzles with checkable answers (:func:`code_tasks`);
 - ``reasoning``: column addition with the carries written out, ending ``Answer: N`` (:func:`reasoning`),
+- ``reading``: a sentence about a stranger (an invented person in no page of the mini-web) pasted
+  before a question about them: the answer can only be read off the prompt (:func:`reading`),
 
 and :func:`build_sft_dataset`, which puts them in a ``datasets.DatasetDict`` with a ``train`` split
 and a ``test`` split of held-out prompts. Every answer can be checked by a program
@@ -24,6 +26,8 @@ Why these data: SFT does not teach facts, it teaches a format (question -> short
 The answers are about facts the base model read 30 times in pretraining, so fine-tuning only has
 to connect the question to knowledge already in the weights; answering about people it never read
 about would train it to produce confident answers with nothing behind them, i.e. to hallucinate.
+The ``reading`` questions are about strangers too, but their answer stands in the prompt: they
+teach the model to read, not to make things up.
 Everything fits the 128-token context of our small model (see ``tests/test_sft_data.py``).
 """
 
@@ -37,13 +41,22 @@ from pathlib import Path
 
 from llmkb.evaluate.tasks import arithmetic_problems, extract_answer, normalize
 from llmkb.inference.chat import check_messages
-from llmkb.world import fact_sentence, invented_word
+from llmkb.world import FACT_TEMPLATES, OCCUPATIONS, RELATIONS, fact_sentence, invented_word
 
-TYPES = ("instruction", "conversation", "text_generation", "code", "reasoning")
-# Default sizes of the train split: ~3,000 conversations of 40-125 tokens, a few minutes per epoch
+TYPES = ("instruction", "conversation", "text_generation", "code", "reasoning", "reading")
+# Default sizes of the train split: ~5,000 conversations of 40-125 tokens, a few minutes per epoch
 # for a 1.2M-parameter model on a 2-core CPU. 1,000 instruction pairs is about every (person, fact,
-# phrasing) of the 90 training people once.
-SIZES = {"instruction": 1000, "conversation": 500, "text_generation": 250, "code": 600, "reasoning": 600}
+# phrasing) of the 90 training people once. Reading from the prompt is a skill learned from many
+# cases: with 1,000 questions about strangers the SFT model answered 47-61% of questions about
+# never-mentioned people from a pasted sentence, with 2,000 91% (a base model with induction heads).
+SIZES = {
+    "instruction": 1000,
+    "conversation": 500,
+    "text_generation": 250,
+    "code": 600,
+    "reasoning": 600,
+    "reading": 2000,
+}
 TEST_FRACTION = 0.1  # the test split has this share of each type's train size (at least 1)
 HELD_OUT_PEOPLE = 0.1  # share of the people whose facts appear only in the test split
 REASONING_DIGITS = (2, 3)  # the reasoning type is half 2-digit, half 3-digit sums
@@ -52,6 +65,9 @@ REASONING_DIGITS = (2, 3)  # the reasoning type is half 2-digit, half 3-digit su
 EVAL_ARITHMETIC = {"n": 50, "digits": 2, "seed": 0}
 
 FACTS = ("born", "city", "occupation", "relation")
+# Invented names cost many tokens: a reading record over this many characters may pass the 128-token
+# context (of 4,000 drawn, the 2 that did were over 280 characters), so none is made.
+READING_MAX_CHARS = 270
 QUESTIONS = {  # fact -> phrasings of the question that names the person
     "born": ["When was {name} born?", "In what year was {name} born?", "What year was {name} born in?"],
     "city": ["Where was {name} born?", "In which city was {name} born?", "What is the home city of {name}?"],
@@ -378,6 +394,62 @@ def code_tasks(seed: int = 0, n: int = SIZES["code"], exclude: set = frozenset()
 COLUMNS = ["ones", "tens", "hundreds", "thousands"]
 
 
+def stranger(rng: random.Random, taken: set[str]) -> dict:
+    """An invented person whose name is not in ``taken`` (and is added to it), with facts and a city made up here.
+
+    The city is invented too, so neither the name nor the place says anything the model could have
+    remembered: a question about a stranger can only be answered from a passage about them.
+    """
+    while True:
+        name, other = (f"{invented_word(rng, 3)} {invented_word(rng, 3)}" for _ in range(2))
+        if name not in taken and other not in taken and name != other:
+            break
+    taken.add(name)
+    city = invented_word(rng, 2) + rng.choice(["mora", "vale", "dun", "stead", "holm", "ford"])
+    facts = {
+        "born": rng.randrange(1700, 1950),
+        "city": city,
+        "occupation": rng.choice(OCCUPATIONS),
+        "relation": rng.choice(RELATIONS),
+        "related_to": other,
+    }
+    return {"name": name, "facts": facts}
+
+
+def reading(
+    seed: int = 0, n: int = SIZES["reading"], exclude: set = frozenset(), taken: set = frozenset()
+) -> list[dict]:
+    """``n`` questions about strangers, each after one sentence stating the stranger's facts.
+
+    The sentence is one of the mini-web's own ways of stating a person's facts
+    (:data:`llmkb.world.FACT_TEMPLATES`), as a reader would paste it from a page; the names avoid
+    ``taken`` (the mini-web's people). What this teaches is a skill, not a fact: find the sentence's
+    value for the asked fact and copy it. ``meta``: ``name``, ``fact``, ``answer``.
+
+    Examples:
+        >>> record = reading(n=1)[0]
+        >>> passage_and_question, answer = (m["content"] for m in record["messages"])
+        >>> record["meta"]["answer"] in passage_and_question and record["meta"]["answer"] in answer
+        True
+    """
+    names = set(taken)
+
+    def make(rng: random.Random) -> dict:
+        entity = stranger(rng, names)
+        v = _values(entity)
+        fact = rng.choice(FACTS)
+        q = rng.randrange(len(QUESTIONS[fact]))
+        passage = fix_articles(fact_sentence(entity, rng.randrange(len(FACT_TEMPLATES))))
+        turn = (f"{passage} {QUESTIONS[fact][q].format(**v)}", rng.choice(ANSWERS[fact]).format(**v))
+        if len(turn[0]) + len(turn[1]) > READING_MAX_CHARS:
+            return None
+        return _conversation(
+            "reading", [turn], {"name": entity["name"], "fact": fact, "answer": _answer_value(entity, fact, q)}
+        )
+
+    return _unique(make, n, random.Random(f"sft:reading:{seed}"), exclude)
+
+
 def worked_addition(a: int, b: int) -> str:
     """Column addition of ``a + b`` with every carry written out, ending with ``Answer: a+b``.
 
@@ -516,7 +588,10 @@ def build_splits(
     if unknown:
         raise ValueError(f"unknown SFT data types {sorted(unknown)}; types are {', '.join(TYPES)}")
     sizes = {**SIZES, **(sizes or {})}
+    if not isinstance(manifest, dict):
+        manifest = json.loads(Path(manifest).read_text(encoding="utf-8"))
     entities = _entities(manifest, frequencies)
+    mini_web_people = {e["name"] for e in manifest.get("entities", [])}  # strangers must not be one of them
     rng = random.Random(f"sft:split:{seed}")
     held = set(rng.sample(range(len(entities)), max(1, round(len(entities) * HELD_OUT_PEOPLE))))
     people = {
@@ -538,6 +613,8 @@ def build_splits(
                 splits[split] += text_generation(people[split], split_seed, n, seen)
             elif kind == "code":
                 splits[split] += code_tasks(split_seed, n, seen)
+            elif kind == "reading":
+                splits[split] += reading(split_seed, n, seen, mini_web_people)
             else:
                 for j, digits in enumerate(REASONING_DIGITS):  # n split over the digit counts, first gets the rest
                     share = n // len(REASONING_DIGITS) + (j < n % len(REASONING_DIGITS))

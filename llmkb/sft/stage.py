@@ -197,7 +197,7 @@ def run(config: SFTConfig, run_dir: RunDir) -> dict:
 
 
 QUICK = {
-    "sizes": {"instruction": 40, "conversation": 20, "text_generation": 10, "code": 20, "reasoning": 20},
+    "sizes": {"instruction": 40, "conversation": 20, "text_generation": 10, "code": 20, "reasoning": 20, "reading": 20},
     "identity": 20,
     "system_identity": 20,
     "max_steps": 30,
