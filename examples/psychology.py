@@ -140,6 +140,9 @@ ctx.save_text("memory.md", table)
 print(table)
 # --8<-- [end:memory]
 assert set(memory["with_passage"]) == set(memory["from_memory"]) == set(measure)
+if not quick:  # the page: for people no page mentions the passage is everything, and the model reads it
+    never_row = "never (new names)"
+    assert memory["with_passage"][never_row]["right"] > 0.5 > memory["from_memory"][never_row]["right"]
 
 # %%
 # --8<-- [start:passage]

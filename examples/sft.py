@@ -137,6 +137,7 @@ print(f"SFT model told it is {new['names'][0]!r} ->", repr(new["replies"][0]))
 assert identity["base"]["no_system"]["says_hard_coded"] == 0
 if not quick:
     assert identity["sft"]["no_system"]["says_hard_coded"] >= 0.75
+    assert identity["sft"]["system_new"]["says_new"] > 0.5  # the page: it takes the name from the system message
 
 # %%
 # --8<-- [start:talk]

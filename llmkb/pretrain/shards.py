@@ -164,6 +164,7 @@ class TokenShards:
         return float(-logp[seen].mean())
 
 
+# --8<-- [start:repeat-windows]
 def repeat_windows(
     count: int, context: int, low: int, high: int, generator: torch.Generator, periods: tuple[int, int] = (8, 40)
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,3 +186,4 @@ def repeat_windows(
         rows.append(run.repeat(context // period + 2)[: context + 1])
     window = torch.stack(rows)  # (count, T+1)
     return window[:, :-1], window[:, 1:]
+    # --8<-- [end:repeat-windows]

@@ -19,7 +19,9 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 class SFTConfig:
     # -- the data (llmkb.sft.data, llmkb.sft.identity)
     sizes: dict[str, int] = field(default_factory=dict)  # train conversations per type, over data.SIZES
-    identity: int = 300  # hard-coded "who are you?" conversations naming the assistant
+    # Hard-coded "who are you?" conversations naming the assistant. Beside 1,200 system-message names,
+    # 300 of them left 3 of 8 held-out questions answered with a garbled name (measured).
+    identity: int = 600
     # Conversations whose system message names an assistant (a new name each). 300 taught the format
     # but not the copy (0 of 8 new names, then 1 of 8 with induction heads); 1,200 teach it.
     system_identity: int = 1200
