@@ -1,8 +1,8 @@
 """Pretraining speed: our training loop against Hugging Face's Trainer, same model, batches and optimizer.
 
-Run it: ``llmkb examples run pretraining_speed`` (200 steps each on the default run: the numbers on
+Run it: ``llmkb examples run pretraining_speed`` (100 steps each, twice, on the default run: the numbers on
 the training page) or ``--profile quick`` (a few steps: only checks that everything runs). The same
-benchmark is ``llmkb bench pretrain --steps 200 --repeat 3 --out bench.json``.
+benchmark is ``llmkb bench pretrain --steps 100 --warmup 10 --repeat 2 --out bench.json``.
 """
 
 # %% [markdown]
@@ -22,7 +22,7 @@ from llmkb.stages import get_stage
 ctx = context("pretraining_speed")
 shards = ctx.ensure("pretrain") / "shards"
 config = get_stage("pretrain").config(ctx.profile)
-steps, warmup, repeat = (12, 4, 1) if ctx.profile == "quick" else (200, 20, 3)
+steps, warmup, repeat = (12, 4, 1) if ctx.profile == "quick" else (100, 10, 2)  # about a minute on one core
 results = run_benchmark(shards, config, steps=steps, warmup=warmup, threads=1, repeat=repeat, progress=False)
 speed_table = to_markdown(results)
 print(speed_table)

@@ -123,6 +123,11 @@ for record, (before_text, _), (after_text, _) in zip(never, replies, after_repli
     print(f"Q: {record['messages'][0]['content']}\n  before: {before_text}\n  after:  {after_text}")
 # --8<-- [end:after-replies]
 assert len(after_replies) == len(never)
+from llmkb.psychology.hallucination import classify
+
+declined = [(r, text) for r, (text, _) in zip(never, after_replies) if classify(r, text) == "refused"]
+if not quick:  # the page: the refusals name the person asked about, copied from the question
+    assert declined and sum(r["meta"]["name"] in text for r, text in declined) > len(declined) / 2
 
 # %%
 # --8<-- [start:memory]
@@ -262,6 +267,9 @@ print(
 )
 # --8<-- [end:search]
 assert set(search) == {name for name in measure if "trained" not in name}
+if not quick:  # the page: the answer is read out of the search result, for people the web mentions once
+    once = next(row for name, row in search.items() if name.startswith("once"))
+    assert once["with_tool"]["right"] > 0.5 > once["without_tool"]["right"]
 
 # %%
 # --8<-- [start:search-replies]

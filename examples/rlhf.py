@@ -197,3 +197,4 @@ print(table)
 assert ppo["win_rate"] == ppo_metrics["win_rate_vs_sft"]  # the same measurement as the stage's
 if not quick:
     assert ppo_metrics["no_kl_win_rate_vs_sft"] < 0.2 < ppo["win_rate"]  # reward hacking loses to SFT
+    assert ppo["win_rate"] < 0.5  # the page: with the penalty it does not beat SFT either

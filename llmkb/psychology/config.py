@@ -63,7 +63,9 @@ class SpellingConfig:
     )
     held_out_words: int = 400  # never taught: the score that says whether spelling was learned or memorised
     min_count: int = 3  # a word must appear this often in the corpus
-    max_steps: int = 600
+    # A chat model on a base with induction heads memorises more slowly: at 600 steps it spelled 4% of
+    # the taught words (a text-only base: 90%), at 1,500 96% (held-out words 3% either way; measured).
+    max_steps: int = 1500
     batch_size: int = 32
     lr: float = 2e-3
     warmup_steps: int = 20
