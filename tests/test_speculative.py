@@ -13,7 +13,8 @@ import torch
 
 from llmkb.inference.backend import backend_for
 from llmkb.inference.generate import GenerationConfig, generate_ids
-from llmkb.inference.speculative import DRAFT_MODEL, crop_cache, speculative_generate, train_draft
+from llmkb.io import read_json
+from llmkb.inference.speculative import DRAFT_MODEL, DRAFT_TRAINING, crop_cache, speculative_generate, train_draft
 from llmkb.model.gpt import GPT, KVCache, ModelConfig
 from llmkb.model.hf import to_hf
 
@@ -216,6 +217,8 @@ def test_train_draft_makes_a_small_model_on_the_same_tokens(tok, tmp_path):
     assert {f: getattr(c, f) for f in DRAFT_MODEL} == DRAFT_MODEL
     assert c.vocab_size == meta["vocab_size"] and c.context == 16 and not draft.training
     assert (tmp_path / "draft" / "checkpoint" / "model.safetensors").is_file()
+    trained_with = read_json(tmp_path / "draft" / "checkpoint" / "state.json")["train_config"]
+    assert {f: trained_with[f] for f in DRAFT_TRAINING} == DRAFT_TRAINING  # text only, at the draft's rate
     target = random_gpt(meta["vocab_size"], [0], seed=0)
     ids = ids_of(tok, "The cat")
     out, _ = speculative_generate(target, draft, ids, 20, k=3)

@@ -51,9 +51,10 @@ from llmkb.model.gpt import GPT, KVCache
 
 # The draft's shape: an eighth of the base model's transformer weights (86k vs 688k); with its
 # 4096 x 64 embedding table, 348k parameters in all against the base model's 1.2M.
+DRAFT_MODEL = dict(d_model=64, n_layer=2, n_head=2, n_kv_head=1, d_ff=160)
 # The draft only has to guess the target's next tokens on ordinary text, in a few hundred steps: text
 # windows alone (no repeat windows for induction heads, a quarter of the cost) at the higher rate.
-DRAFT_MODEL = dict(d_model=64, n_layer=2, n_head=2, n_kv_head=1, d_ff=160, repeat_windows=0, lr=3e-3)
+DRAFT_TRAINING = dict(repeat_windows=0, lr=3e-3)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -214,7 +215,7 @@ def train_draft(shards_dir: str | Path, out_dir: str | Path, steps: int = 300, *
     A draft must share the target's tokenizer, so it trains on the target's own token shards with
     the ordinary pretraining loop (:func:`~llmkb.pretrain.train.train`), only smaller:
     :data:`DRAFT_MODEL` (d_model 64, 2 layers, 2 query heads sharing 1 key/value head, d_ff 160) and
-    ``steps`` optimizer steps on the CPU, fp32, no compile. ``config_overrides`` are
+    ``steps`` optimizer steps on the CPU, fp32, no compile, on text windows only (:data:`DRAFT_TRAINING`). ``config_overrides`` are
     :class:`~llmkb.pretrain.config.PretrainConfig` fields; pass ``context=`` the target's context
     if it is not the default 128, and ``progress=False`` to hide the progress bar. ``out_dir`` gets
     the usual ``checkpoint/`` and ``log.jsonl`` (the last record holds the validation loss); a
@@ -229,6 +230,7 @@ def train_draft(shards_dir: str | Path, out_dir: str | Path, steps: int = 300, *
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     settings = dict(
         DRAFT_MODEL,
+        **DRAFT_TRAINING,
         max_steps=steps,
         warmup_steps=max(1, min(100, steps // 10)),
         device="cpu",
