@@ -216,10 +216,10 @@ def train_draft(shards_dir: str | Path, out_dir: str | Path, steps: int = 300, *
     the ordinary pretraining loop (:func:`~llmkb.pretrain.train.train`), only smaller:
     :data:`DRAFT_MODEL` (d_model 64, 2 layers, 2 query heads sharing 1 key/value head, d_ff 160) and
     ``steps`` optimizer steps on the CPU, fp32, no compile, on text windows only (:data:`DRAFT_TRAINING`).
-    ``config_overrides`` are :class:`~llmkb.pretrain.config.PretrainConfig` fields; pass ``context=`` the target's context
-    if it is not the default 128, and ``progress=False`` to hide the progress bar. ``out_dir`` gets
-    the usual ``checkpoint/`` and ``log.jsonl`` (the last record holds the validation loss); a
-    folder that already holds a checkpoint is resumed, as ``train`` always does.
+    ``config_overrides`` are :class:`~llmkb.pretrain.config.PretrainConfig` fields; pass ``context=``
+    the target's context if it is not the default 128, and ``progress=False`` to hide the progress bar.
+    ``out_dir`` gets the usual ``checkpoint/`` and ``log.jsonl`` (the last record holds the validation
+    loss); a folder that already holds a checkpoint is resumed, as ``train`` always does.
     """
     from llmkb.pretrain.checkpoint import load_checkpoint
     from llmkb.pretrain.shards import TokenShards
