@@ -118,6 +118,16 @@ def invented_word(rng: random.Random, syllables: int) -> str:
     return "".join(parts).capitalize()
 
 
+def invented_city(rng: random.Random) -> str:
+    """A made-up place name: an invented word and a place-like ending (``Vemora``, ``Thoxzheholm``)."""
+    return invented_word(rng, 2) + rng.choice(["mora", "vale", "dun", "stead", "holm", "ford"])
+
+
+def invented_name(rng: random.Random) -> str:
+    """A made-up person's name: two three-syllable invented words."""
+    return f"{invented_word(rng, 3)} {invented_word(rng, 3)}"
+
+
 def make_entities(rng: random.Random) -> tuple[list[dict], list[str]]:
     """Invented people (frequent / once / never) with facts, and invented city names.
 
@@ -126,12 +136,12 @@ def make_entities(rng: random.Random) -> tuple[list[dict], list[str]]:
     """
     cities: list[str] = []
     while len(cities) < 80:
-        city = invented_word(rng, 2) + rng.choice(["mora", "vale", "dun", "stead", "holm", "ford"])
+        city = invented_city(rng)
         if city not in cities:
             cities.append(city)
     names: list[str] = []
     while len(names) < 3 * N_ENTITIES:
-        name = f"{invented_word(rng, 3)} {invented_word(rng, 3)}"
+        name = invented_name(rng)
         if all(name not in other and other not in name for other in names):
             names.append(name)
     frequent_years = rng.sample(range(1700, 1950), N_ENTITIES)  # unique: a year identifies a frequent person

@@ -271,7 +271,9 @@ def summarize(log: list[dict], model: GPT, config: PretrainConfig, step: int) ->
         "train_s": round(sum(windows_at(r["step"], config) * config.context / r["tokens_per_s"] for r in log), 1),
         "mfu": mfus[len(mfus) // 2] if mfus else None,
         "tokens_seen": step * config.batch_size * config.context,  # of text; the repeat windows come on top
-        "repeat_tokens_seen": sum(windows_at(s, config) - config.batch_size for s in range(step)) * config.context,
+        "repeat_tokens_seen": (min(step, config.repeat_steps) if config.repeat_steps else step)
+        * config.repeat_windows
+        * config.context,
         # The last induction probe: next-token accuracy on the second copy of random sequences (chance on the first).
         "copy_second_accuracy": copies[-1]["copy_second_accuracy"] if copies else None,
         "copy_loss_drop": round(copies[-1]["copy_first_loss"] - copies[-1]["copy_second_loss"], 4) if copies else None,

@@ -41,7 +41,15 @@ from pathlib import Path
 
 from llmkb.evaluate.tasks import arithmetic_problems, extract_answer, normalize
 from llmkb.inference.chat import check_messages
-from llmkb.world import FACT_TEMPLATES, OCCUPATIONS, RELATIONS, fact_sentence, invented_word
+from llmkb.world import (
+    FACT_TEMPLATES,
+    OCCUPATIONS,
+    RELATIONS,
+    fact_sentence,
+    invented_city,
+    invented_name,
+    invented_word,
+)
 
 TYPES = ("instruction", "conversation", "text_generation", "code", "reasoning", "reading")
 # Default sizes of the train split: ~5,000 conversations of 40-125 tokens, a few minutes per epoch
@@ -401,11 +409,11 @@ def stranger(rng: random.Random, taken: set[str]) -> dict:
     remembered: a question about a stranger can only be answered from a passage about them.
     """
     while True:
-        name, other = (f"{invented_word(rng, 3)} {invented_word(rng, 3)}" for _ in range(2))
+        name, other = invented_name(rng), invented_name(rng)
         if name not in taken and other not in taken and name != other:
             break
     taken.add(name)
-    city = invented_word(rng, 2) + rng.choice(["mora", "vale", "dun", "stead", "holm", "ford"])
+    city = invented_city(rng)
     facts = {
         "born": rng.randrange(1700, 1950),
         "city": city,
@@ -434,7 +442,7 @@ def reading(
     """
     names = set(taken)
 
-    def make(rng: random.Random) -> dict:
+    def make(rng: random.Random) -> dict | None:
         entity = stranger(rng, names)
         v = _values(entity)
         fact = rng.choice(FACTS)
