@@ -104,10 +104,10 @@ assert rates["held-out pages (never trained on)"] <= 0.1  # unseen text cannot b
 
 # %%
 # --8<-- [start:few-shot]
-from llmkb.pretrain.probes import few_shot_accuracy, few_shot_choice, few_shot_prompt
+from llmkb.pretrain.probes import examples_for, few_shot_accuracy, few_shot_choice, few_shot_prompt
 from llmkb.world import OCCUPATIONS
 
-demos, asked = frequent[:20], frequent[20:60]  # the answers are facts the model saw ~30 times each
+demos, asked = frequent[:20], frequent[20:80]  # the answers are facts the model saw ~30 times each
 
 
 def year_question(e):
@@ -118,30 +118,56 @@ def job_question(e):
     return f"Q: What was {e['name']}'s job?\nA:", e["facts"]["occupation"]
 
 
+def year_in_training_words(e):  # as in "Ka Lo (1801, Vemora) was a weaver, ..."
+    return f"{e['name']} (", str(e["facts"]["born"])
+
+
 def job_in_training_words(e):
     return f"{e['name']} was a", e["facts"]["occupation"]
 
 
-rows = ["| task | scored by | 0-shot | 3-shot |", "|---|---|---:|---:|"]
-for task, make, scoring in [
-    ("birth year, as a question", year_question, "exact answer"),
-    ("job, as a question", job_question, "best of 30 jobs"),
-    ("job, in the training text's words", job_in_training_words, "best of 30 jobs"),
-]:
+def city_in_training_words(e):
+    return f"{e['name']} was born in", e["facts"]["city"]
+
+
+tasks = [  # (task, person -> (prompt, answer), separator before the answer, scoring)
+    ("birth year, as a question", year_question, " ", "first words"),
+    ("job, as a question", job_question, " ", "best of 30 jobs"),
+    ("birth year, in the training text's words", year_in_training_words, "", "first words"),
+    ("job, in the training text's words", job_in_training_words, " ", "first words"),
+    ("birth city, in the training text's words", city_in_training_words, " ", "first words"),
+]
+few_shot, copied_at_3 = {}, {}
+rows = [
+    "| task | scored by | 0-shot | 1-shot | 3-shot | 3-shot answers copied from an example |",
+    "|---|---|---:|---:|---:|---:|",
+]
+for task, make, sep, scoring in tasks:
     pairs_demo, pairs_asked = [make(e) for e in demos], [make(e) for e in asked]
-    scores = []
-    for shots in (0, 3):
-        if scoring == "exact answer":
-            scores.append(few_shot_accuracy(model, tokenizer, pairs_demo, pairs_asked, shots).accuracy)
-        else:
-            scores.append(few_shot_choice(model, tokenizer, pairs_demo, pairs_asked, OCCUPATIONS, shots))
-    rows.append(f"| {task} | {scoring} | {scores[0]:.0%} | {scores[1]:.0%} |")
+    if scoring == "first words":
+        results = [few_shot_accuracy(model, tokenizer, pairs_demo, pairs_asked, shots, sep) for shots in (0, 1, 3)]
+        scores, copied_at_3[task] = [r.accuracy for r in results], results[2].copied
+        copied = f"{results[2].copied:.0%}"
+    else:
+        scores = [
+            few_shot_choice(model, tokenizer, pairs_demo, pairs_asked, OCCUPATIONS, shots, sep) for shots in (0, 1, 3)
+        ]
+        copied = "-"
+    few_shot[task] = scores
+    rows.append(f"| {task} | {scoring} | " + " | ".join(f"{x:.0%}" for x in scores) + f" | {copied} |")
 few_shot_table = "\n".join(rows) + "\n"
 ctx.save_text("few_shot.md", few_shot_table)
 print(few_shot_table)
-print("a 3-shot prompt:\n" + few_shot_prompt([year_question(e) for e in demos], year_question(asked[0])[0], 3))
+query = year_in_training_words(asked[0])[0]
+shown = examples_for([year_in_training_words(e) for e in demos], query, 3)
+print("a 3-shot prompt:\n" + few_shot_prompt(shown, query, sep=""))
 # --8<-- [end:few-shot]
-assert len(rows) == 5
+assert len(few_shot) == 5
+if not quick:  # the page: questions stay out of reach; in the text's own words one example helps
+    assert max(few_shot["birth year, as a question"]) < 0.2
+    gains = [scores[1] - scores[0] for task, scores in few_shot.items() if "training" in task]
+    assert sum(g >= 0.1 for g in gains) >= 2  # the run's gains are printed; the page quotes them
+    assert max(copied_at_3.values()) > 0  # some 3-shot answers are an example's fact
 
 # %%
 # --8<-- [start:induction]

@@ -251,13 +251,15 @@ search_dir = ctx.ensure("search")
 search = read_json(search_dir / "results.json")
 table = (
     "| people asked about | right without the tool | right with it | refused without / with | "
-    "called the tool | searched the exact name | found a sentence |\n|---|---:|---:|---:|---:|---:|---:|\n"
+    "called the tool | right when it did not call | searched the exact name | found a sentence |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|\n"
 )
 for name, row in search.items():
+    no_call = "-" if row["right_without_call"] is None else f"{row['right_without_call']:.0%}"
     table += (
         f"| {name} | {row['without_tool']['right']:.0%} | {row['with_tool']['right']:.0%} | "
         f"{row['without_tool']['refused']:.0%} / {row['with_tool']['refused']:.0%} | {row['called']:.0%} | "
-        f"{row['exact_query']:.0%} | {row['found']:.0%} |\n"
+        f"{no_call} | {row['exact_query']:.0%} | {row['found']:.0%} |\n"
     )
 ctx.save_text("search.md", table)
 print(table)
@@ -266,10 +268,13 @@ print(
     f"{ctx.run.metrics('search')['train_conversations']:,} conversations"
 )
 # --8<-- [end:search]
-assert set(search) == {name for name in measure if "trained" not in name}
+assert set(search) == set(measure)
 if not quick:  # the page: the answer is read out of the search result, for people the web mentions once
     once = next(row for name, row in search.items() if name.startswith("once"))
     assert once["with_tool"]["right"] > 0.5 > once["without_tool"]["right"]
+    # ... and it searches less for the people SFT taught it than for names it never read
+    trained = search["frequent, trained in SFT"]
+    assert trained["called"] < once["called"] - 0.2
 
 # %%
 # --8<-- [start:search-replies]

@@ -306,6 +306,7 @@ KEY_NUMBERS = {
         ("once_with_right", "answered right {:.0%}"),
         ("once_without_right", "(without the tool {:.0%})"),
         ("never_with_refused", "unknown people refused {:.0%}"),
+        ("frequent_sft_called", "searched for known people {:.0%}"),
     ],
     "spelling": [
         ("taught_spell_several", "taught words spelled {:.0%}"),

@@ -631,3 +631,23 @@ def test_repeat_windows_join_each_batch_and_are_counted_apart_from_the_text(shar
     again = tmp_path / "again"
     run_training(config, shards, again)
     assert losses(log_of(again)) == losses(log)  # the repeat windows are drawn from the step's seed too
+
+
+def test_few_shot_scores_answers_by_their_first_words_and_counts_copies_of_an_example(monkeypatch):
+    """A scripted "model" that answers with the first example's fact: right only where that is the asked fact."""
+    import llmkb.pretrain.probes as probes
+
+    def first_example_answer(model, tokenizer, prompt, max_new_tokens, temperature):
+        lines = prompt.split("\n")
+        return " " + (lines[0].split(" (")[1] + ", Vemora) was" if len(lines) > 1 else "(1900")
+
+    monkeypatch.setattr(probes, "sample", first_example_answer)
+    demos = [(f"P{n} (", str(1800 + n)) for n in range(6)]
+    queries = [("Q1 (", "1801"), ("Q2 (", "1999")]
+    zero = probes.few_shot_accuracy(None, None, demos, queries, shots=0, sep="")
+    assert zero.accuracy == 0 and zero.copied == 0  # "(1900" is neither the fact nor an example's
+    three = probes.few_shot_accuracy(None, None, demos, queries, shots=3, sep="")
+    first = [probes.examples_for(demos, q, 3)[0][1] for q, _ in queries]
+    assert three.accuracy == sum(f == a for f, (_, a) in zip(first, queries)) / 2
+    assert three.accuracy + three.copied == 1  # every answer is some example's year
+    assert three.examples[0][0].endswith("\nQ1 (") and three.examples[0][2].endswith("Vemora) was")

@@ -125,7 +125,12 @@ def test_search_stage_grows_the_model_trains_and_scores_each_group_with_and_with
     assert len(tokenizer) == model.config.vocab_size == len(load_tokenizer(run.require("sft") / "model")) + 2
     assert all(t in tokenizer.get_vocab() for t in tool_tokens(TOOL))
     results = read_json(folder / "results.json")
-    assert list(results) == ["frequent, held out of SFT", "once (new names)", "never (new names)"]
+    assert list(results) == [
+        "frequent, trained in SFT",
+        "frequent, held out of SFT",
+        "once (new names)",
+        "never (new names)",
+    ]
     for row in results.values():
         assert sum(row["with_tool"].values()) == pytest.approx(1, abs=1e-3) and row["questions"] > 0
         assert 0 <= row["found"] <= row["called"] <= 1
@@ -134,6 +139,10 @@ def test_search_stage_grows_the_model_trains_and_scores_each_group_with_and_with
     assert not any(r["found"] for r in replies if r["group"].startswith("never"))  # the store has no page about them
     metrics = run.metrics("search")
     assert metrics["steps"] == 4 and metrics["train_conversations"] + metrics["skipped_long"] == 32
+    # A share of them are questions the SFT model knows, answered without a call (none if it knows nothing).
+    assert metrics["memory_conversations"] == (round(32 * 0.2) if metrics["known_questions"] else 0)
+    assert 0 <= metrics["known_questions"] <= metrics["asked_questions"] > 0
+    assert {f"{g}_called" for g in ("frequent_sft", "frequent_held_out", "once", "never")} <= set(metrics)
 
 
 def test_spelling_stage_scores_taught_and_new_words_by_token_split(psych_run):

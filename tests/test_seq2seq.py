@@ -186,3 +186,8 @@ def test_default_training_translates_held_out_numbers():
     model, losses = train(progress=False)
     assert losses[-1] < losses[0] / 100
     assert exact_match(model, held_out) >= 0.9
+
+
+def test_a_text_longer_than_the_position_table_names_max_len(model):
+    with pytest.raises(ValueError, match=r"longer than the model's 64 positions \(Seq2SeqConfig.max_len\)"):
+        translate(model, "seven " * 20)

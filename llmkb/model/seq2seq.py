@@ -359,7 +359,15 @@ class Seq2Seq(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
-        """``(B, T)`` ids -> ``(B, T, d_model)``: scaled embedding plus position."""
+        """``(B, T)`` ids -> ``(B, T, d_model)``: scaled embedding plus position.
+
+        Unlike RoPE, a position table has an end: a longer sequence is an error naming the setting.
+        """
+        if ids.shape[1] > self.config.max_len:
+            raise ValueError(
+                f"a sequence of {ids.shape[1]} characters is longer than the model's {self.config.max_len} positions "
+                f"(Seq2SeqConfig.max_len); shorten the text or train with a larger max_len"
+            )
         return self.embed(ids) * math.sqrt(self.config.d_model) + self.pe[: ids.shape[1]]
 
     def _encode(self, src: torch.Tensor, with_weights: bool) -> tuple[torch.Tensor, list]:

@@ -7,9 +7,10 @@ mini-web's manifest. Out: plain numbers and strings for the base-model page:
 - :func:`sample`: continuations, different every time unless the seed is fixed;
 - :func:`regurgitation`: how many tokens of a passage the model recites exactly from its start, and
   :func:`recital_rate`: how often that happens for random windows of some texts;
-- :func:`few_shot_accuracy`: zero-shot vs few-shot prompting on a task the model was never trained for,
-  scored by exact match of the generated answer, or (:func:`few_shot_choice`) by which of a list of
-  candidate answers the model finds most likely, as benchmarks score base models;
+- :func:`few_shot_accuracy`: zero-shot vs few-shot prompting, scored by whether the generated
+  answer starts with the fact (and how often it copies an example's answer instead), or
+  (:func:`few_shot_choice`) by which of a list of candidate answers the model finds most likely,
+  as benchmarks score base models;
 - :func:`induction_score`: the standard test for "induction heads", the copying circuit behind
   in-context learning: can the model predict a random token sequence the second time it sees it?
   :func:`head_scores`: which heads look like its two halves (previous-token and induction heads).
@@ -17,6 +18,7 @@ mini-web's manifest. Out: plain numbers and strings for the base-model page:
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import torch
@@ -124,7 +126,8 @@ def recital_rate(
 @dataclass
 class FewShotResult:
     shots: int
-    accuracy: float
+    accuracy: float  # share of answers that start with the expected fact
+    copied: float  # share of answers that are wrong and start with one of the prompt's own example answers
     examples: list[tuple[str, str, str]]  # (prompt, expected, answer) for the first few queries
 
 
@@ -135,41 +138,76 @@ def few_shot_accuracy(
     demonstrations: list[tuple[str, str]],
     queries: list[tuple[str, str]],
     shots: int,
+    sep: str = " ",
     max_new_tokens: int = 8,
     show: int = 3,
 ) -> FewShotResult:
-    """Exact-match accuracy of greedy answers when ``shots`` solved examples precede each query.
+    """How often the greedy answer starts with the expected fact when ``shots`` solved examples precede each query.
 
-    A prompt is ``"{q1} {a1}\\n{q2} {a2}\\n...{query}"``; the answer is the generated text up to the
-    first newline, stripped. The demonstrations never include the query itself.
+    A prompt is ``"{q1}{sep}{a1}\\n...{query}"`` (:func:`few_shot_prompt`, examples drawn per query
+    by :func:`examples_for`). The answer is the generated text up to the first newline, stripped,
+    and it is right when it *starts* with the fact (:func:`starts_with`): a base model rarely stops
+    where the examples stop, it goes on with the sentence it learned. ``copied`` counts the wrong
+    answers that begin with one of the prompt's example answers instead: copying from the context,
+    the other side of in-context learning.
     """
-    hits, examples = 0, []
+    hits = copied = 0
+    examples = []
     for n, (query, expected) in enumerate(queries):
-        prompt = few_shot_prompt(demonstrations, query, shots)
+        shown = examples_for(demonstrations, query, shots)
+        prompt = few_shot_prompt(shown, query, sep)
         answer = sample(model, tokenizer, prompt, max_new_tokens, temperature=0).split("\n")[0].strip()
-        hits += answer == expected
+        right = starts_with(answer, expected)
+        hits += right
+        copied += not right and any(starts_with(answer, a) for _, a in shown)
         if n < show:
             examples.append((prompt, expected, answer))
-    return FewShotResult(shots, hits / max(1, len(queries)), examples)
+    return FewShotResult(shots, hits / max(1, len(queries)), copied / max(1, len(queries)), examples)
 
 
-def few_shot_prompt(demonstrations: list[tuple[str, str]], query: str, shots: int) -> str:
-    """``shots`` solved examples (never the query itself), one per line, then the query.
+def examples_for(demonstrations: list[tuple[str, str]], query: str, shots: int) -> list[tuple[str, str]]:
+    """``shots`` solved examples for ``query``, never the query itself, drawn at random but seeded by the query.
+
+    Drawing them per query keeps one odd example from deciding a whole score; seeding by the
+    query makes every prompt the same on every run.
 
     Examples:
-        >>> few_shot_prompt([("2+2=", "4"), ("3+3=", "6")], "1+1=", 2)
-        '2+2= 4\\n3+3= 6\\n1+1='
+        >>> demos = [(f"{n}+{n}=", str(2 * n)) for n in range(1, 6)]
+        >>> shown = examples_for(demos, "2+2=", 3)
+        >>> len(shown), ("2+2=", "4") in shown, shown == examples_for(demos, "2+2=", 3)
+        (3, False, True)
     """
-    demos = [d for d in demonstrations if d[0] != query][:shots]
-    return "".join(f"{q} {a}\n" for q, a in demos) + query
+    pool = [d for d in demonstrations if d[0] != query]
+    return random.Random(query).sample(pool, min(shots, len(pool)))
+
+
+def few_shot_prompt(shown: list[tuple[str, str]], query: str, sep: str = " ") -> str:
+    """The solved examples ``shown``, one per line (question, ``sep``, answer), then the query.
+
+    Examples:
+        >>> few_shot_prompt([("2+2=", "4"), ("3+3=", "6")], "1+1=")
+        '2+2= 4\\n3+3= 6\\n1+1='
+        >>> few_shot_prompt([("Ka Lo (", "1801")], "Zu Ba (", sep="")
+        'Ka Lo (1801\\nZu Ba ('
+    """
+    return "".join(f"{q}{sep}{a}\n" for q, a in shown) + query
+
+
+def starts_with(answer: str, expected: str) -> bool:
+    """Whether ``answer`` begins with ``expected`` as whole words (``"1801, in Vemora"`` starts with ``"1801"``).
+
+    >>> starts_with("1801, in Vemora", "1801"), starts_with("18012", "1801"), starts_with("weaver", "weaver")
+    (True, False, True)
+    """
+    return answer.startswith(expected) and not answer[len(expected) : len(expected) + 1].isalnum()
 
 
 @torch.no_grad()
 def answer_logprob(model: GPT, tokenizer, prompt: str, answer: str) -> float:
-    """Mean log-probability per token of ``" " + answer`` right after ``prompt``."""
+    """Mean log-probability per token of ``answer`` (with its leading separator) right after ``prompt``."""
     model.eval()
     prompt_ids = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
-    answer_ids = tokenizer(" " + answer, add_special_tokens=False, verbose=False)["input_ids"]
+    answer_ids = tokenizer(answer, add_special_tokens=False, verbose=False)["input_ids"]
     ids = torch.tensor([prompt_ids + answer_ids])[:, -model.config.context :].to(device_of(model))
     logits, _ = model(ids)
     logp = logits[0, :-1].float().log_softmax(-1)  # position t predicts token t + 1
@@ -185,12 +223,13 @@ def few_shot_choice(
     queries: list[tuple[str, str]],
     options: list[str],
     shots: int,
+    sep: str = " ",
 ) -> float:
     """Accuracy when the model's answer is the option it finds most likely after the prompt."""
     hits = 0
     for query, expected in queries:
-        prompt = few_shot_prompt(demonstrations, query, shots)
-        scores = {option: answer_logprob(model, tokenizer, prompt, option) for option in options}
+        prompt = few_shot_prompt(examples_for(demonstrations, query, shots), query, sep)
+        scores = {option: answer_logprob(model, tokenizer, prompt, sep + option) for option in options}
         hits += max(scores, key=scores.get) == expected
     return hits / max(1, len(queries))
 

@@ -33,8 +33,15 @@ class PsychologyConfig:
 class SearchConfig:
     """Mitigation 2: the SFT chat model fine-tuned to call a search tool over the crawled text."""
 
-    conversations: int = 6000  # tool conversations about invented people (records longer than the context are left out)
-    no_results_share: float = 0.2  # of them, searches that find nothing and end in a refusal
+    conversations: int = 6000  # training conversations (those longer than the context are left out)
+    # Of the searches (tool conversations about invented people), those that find nothing and end in a refusal.
+    no_results_share: float = 0.2
+    # Of the conversations, questions the SFT model knows (interrogated like the refusal data: at least
+    # min_right of samples sampled replies right), answered without a call: they teach when not to search.
+    # (3 of 4 kept only 30 of the 360 questions in the default run: too few to keep the rest in memory.)
+    memory_share: float = 0.2
+    samples: int = 4
+    min_right: int = 1
     max_steps: int = 600
     batch_size: int = 32
     lr: float = 2e-3  # a fine-tune of the whole model: higher than SFT's, the skill is new
@@ -47,10 +54,13 @@ class SearchConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        positive(self, "conversations", "max_steps", "batch_size", "lr", "questions_per_person")
+        positive(self, "conversations", "max_steps", "batch_size", "lr", "questions_per_person", "samples")
         non_negative(self, "warmup_steps", "context")
         # A share of 1 would leave no search that finds anything: nothing to learn the tool from.
         require(self, "no_results_share", 0 <= self.no_results_share < 1, "in [0, 1)")
+        # A share of 1 would leave no search at all.
+        require(self, "memory_share", 0 <= self.memory_share < 1, "in [0, 1)")
+        require(self, "min_right", 1 <= self.min_right <= self.samples, f"in [1, samples = {self.samples}]")
 
 
 @dataclass

@@ -6,7 +6,7 @@ sentences of the corpus; :meth:`~DocumentStore.search` returns the one that best
 name), :func:`search_conversations` (training records about invented people: the question, a
 call, the tool's sentence or "No results.", the answer or a refusal) and :func:`search_answers`
 (each question answered through the runtime of :mod:`llmkb.sft.tools`, with what was searched
-and found).
+and found) and :func:`from_memory` (questions the model already knows, answered without a call).
 
 The model is taught the tool on people that exist nowhere else: their facts reach it only through
 the tool's result, so the only way to answer right is to call the tool with the name and read
@@ -15,6 +15,11 @@ Ka Lo<|search_end|>``): the question has the name after a space too, so the call
 question's tokens exactly (without the space the first word is cut into other tokens, and
 copying it becomes a translation; in scratch runs that took the model's exact copies of new names
 from about 15% to about 80%).
+
+When not to search is taught by the other kind of record: questions about people the model
+already knows (found by interrogation, as for the refusal data), answered straight away. The
+line between the two is the one a model can feel: a name it read many times in pretraining
+against a name it has never seen.
 """
 
 from __future__ import annotations
@@ -104,6 +109,24 @@ def search_conversations(n: int, cities: list[str], no_results_share: float = 0.
             answer = question["messages"][1]["content"]
         records.append(tool_conversation(question["messages"][0]["content"], TOOL, f" {name}", result, answer, meta))
     return records
+
+
+def from_memory(records: list[dict], known: list[bool], n: int, seed: int = 0) -> list[dict]:
+    """``n`` conversations answered without a call, drawn (with repeats) from the ``records`` whose ``known`` is true.
+
+    Records (question + reference answer, :func:`llmkb.psychology.hallucination.questions`) the model
+    does not know are left out: answering those from memory is what the tool is for.
+
+    Examples:
+        >>> r = [{"messages": [{"role": "user", "content": f"Q{i}?"}]} for i in range(3)]
+        >>> sorted({x["messages"][0]["content"] for x in from_memory(r, [True, False, True], 20)})
+        ['Q0?', 'Q2?']
+        >>> from_memory(r, [False] * 3, 5)
+        []
+    """
+    pool = [r for r, k in zip(records, known, strict=True) if k]
+    rng = random.Random(f"psychology:search:memory:{seed}")
+    return [rng.choice(pool) for _ in range(n)] if pool else []
 
 
 def search_answers(model, tokenizer, records: list[dict], store: DocumentStore, max_new_tokens: int = 48) -> list[dict]:

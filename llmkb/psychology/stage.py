@@ -60,6 +60,16 @@ def groups(
     return probe, measure, [e for group in everyone.values() for e in group]
 
 
+def short(name: str) -> str:
+    """A group's name in metric keys.
+
+    Examples:
+        >>> [short(n) for n in ("frequent, trained in SFT", "frequent, held out of SFT", "never (new names)")]
+        ['frequent_sft', 'frequent_held_out', 'never']
+    """
+    return name.split(" ")[0].rstrip(",") + ("_sft" if "trained" in name else "_held_out" if "held out" in name else "")
+
+
 def run(config: PsychologyConfig, run_dir: RunDir) -> dict:
     from llmkb.model.hf import load_pretrained as load_model
     from llmkb.model.hf import save_pretrained
@@ -109,11 +119,6 @@ def run(config: PsychologyConfig, run_dir: RunDir) -> dict:
         {"before": before, "after": after, "questions": {k: len(v) for k, v in measure.items()}},
     )
 
-    def short(name: str) -> str:  # "never (new names)" -> "never"
-        return name.split(" ")[0].rstrip(",") + (
-            "_sft" if "trained" in name else "_held_out" if "held out" in name else ""
-        )
-
     metrics = {"probe_questions": len(probe), "unknown_questions": len(refusal_data), "retrain_steps": summary["steps"]}
     for name in measure:
         metrics[f"{short(name)}_with_passage_right"] = in_context[name]["right"]
@@ -157,9 +162,14 @@ def run_search(config: SearchConfig, run_dir: RunDir) -> dict:
     held-out people: the SFT model without the tool and the search model with it: right / refused /
     made up, how often it called, searched the exact name, found a sentence) and ``replies.jsonl``
     (every question's final reply, its calls and its kind: right, refused or made up).
+
+    The training conversations are searches about invented people and, a share ``memory_share`` of
+    them, questions about SFT-trained people that interrogation found the SFT model knows, answered
+    without a call. The people SFT trained on are measured too (on other questions): there, calling
+    less is the goal.
     """
-    from llmkb.psychology.hallucination import answer_kinds, classify, rates
-    from llmkb.psychology.search import TOOL, DocumentStore, search_answers, search_conversations
+    from llmkb.psychology.hallucination import answer_kinds, classify, interrogate, rates
+    from llmkb.psychology.search import TOOL, DocumentStore, from_memory, search_answers, search_conversations
     from llmkb.sft.data import check_length
     from llmkb.sft.stage import conversations, sft_model
     from llmkb.sft.tools import add_tool_tokens
@@ -168,12 +178,14 @@ def run_search(config: SearchConfig, run_dir: RunDir) -> dict:
     out = run_dir.stage("search")
     store = DocumentStore.from_corpus(run_dir.require("data"))
     sft, tokenizer = sft_model(run_dir)
-    _, measure, everyone = groups(
+    probe, measure, everyone = groups(
         PsychologyConfig(eval_questions_per_person=config.questions_per_person, seed=config.seed),
         run_dir,
         conversations(run_dir),
     )
-    measure.pop("frequent, trained in SFT")  # the model knows some of those already; the tool is for the others
+    trained_names = {r["meta"]["name"] for r in measure["frequent, trained in SFT"]}
+    asked = [r for r in probe if r["meta"]["name"] in trained_names]  # every fact of every SFT-trained person
+    known = interrogate(sft, tokenizer, asked, config.samples, config.min_right, config.seed)
     without = {name: rates(answer_kinds(sft, tokenizer, records)) for name, records in measure.items()}
 
     model, tokenizer = sft, add_tool_tokens(tokenizer, TOOL)
@@ -181,12 +193,13 @@ def run_search(config: SearchConfig, run_dir: RunDir) -> dict:
     context = max(config.context, model.config.context)
     model.config = dataclasses.replace(model.config, context=context)
     cities = sorted({e["facts"]["city"] for e in everyone})
-    train, skipped = check_length(
-        tokenizer,
-        search_conversations(config.conversations, cities, config.no_results_share, config.seed),
-        context,
-        skip=True,
+    remembered = from_memory(asked, known, round(config.conversations * config.memory_share), config.seed)
+    searched = search_conversations(
+        config.conversations - len(remembered), cities, config.no_results_share, config.seed
     )
+    mixed = searched + remembered
+    random.Random(f"psychology:search:mix:{config.seed}").shuffle(mixed)
+    train, skipped = check_length(tokenizer, mixed, context, skip=True)
     if not train:
         raise ValueError(f"no search conversation fits the context of {context} tokens; set a larger context")
     model, summary = teach(model, tokenizer, train, config, out)
@@ -198,11 +211,14 @@ def run_search(config: SearchConfig, run_dir: RunDir) -> dict:
             reply["kind"] = classify(record, reply["text"])
         with_tool = rates([[a["kind"]] for a in answered])
         share = {k: round(sum(a[k] for a in answered) / len(answered), 4) for k in ("exact_query", "found")}
+        direct = [a for a in answered if not a["calls"]]
         results[name] = {
             "without_tool": without[name],
             "with_tool": with_tool,
             **share,
-            "called": round(sum(bool(a["calls"]) for a in answered) / len(answered), 4),
+            "called": round(1 - len(direct) / len(answered), 4),
+            # Of the questions answered without a call, the share right: is not searching a good decision?
+            "right_without_call": round(sum(a["kind"] == "right" for a in direct) / len(direct), 4) if direct else None,
             "questions": len(records),
         }
         replies += [
@@ -215,13 +231,17 @@ def run_search(config: SearchConfig, run_dir: RunDir) -> dict:
     metrics = {
         "train_conversations": len(train),
         "skipped_long": skipped,
+        "memory_conversations": len(remembered),
+        "known_questions": sum(known),
+        "asked_questions": len(asked),
         "steps": summary["steps"],
         "s_per_step": summary["s_per_step"],
         "store_sentences": len(store.sentences),
     }
     for name, row in results.items():
-        key = name.split(" ")[0].rstrip(",")  # "frequent", "once", "never"
+        key = short(name)
         metrics |= {
+            f"{key}_called": row["called"],
             f"{key}_without_right": row["without_tool"]["right"],
             f"{key}_with_right": row["with_tool"]["right"],
             f"{key}_without_refused": row["without_tool"]["refused"],
@@ -229,6 +249,8 @@ def run_search(config: SearchConfig, run_dir: RunDir) -> dict:
             f"{key}_exact_query": row["exact_query"],
             f"{key}_found": row["found"],
         }
+        if row["right_without_call"] is not None:  # no such question when it called every time
+            metrics[f"{key}_right_without_call"] = row["right_without_call"]
     return metrics
 
 
