@@ -4,11 +4,12 @@ In: a chat model that answers "What is 47 + 85?" by column addition ending ``Ans
 ``grpo`` stage trains a small one on sums only, :func:`sums_model`), its tokenizer, ``reasoning``
 records (:func:`llmkb.sft.data.reasoning`) and :class:`GRPOSettings`.
 Out: :func:`correctness_reward` and :func:`format_reward` (a list of floats per list of replies),
-:func:`group_advantages` (what trl's ``GRPOTrainer`` computes from them), :func:`train_grpo_trl`
-(the trained GPT and a log of rewards per step), :func:`accuracy` (share of right answers, greedy or
-sampled), :func:`direct_answers` (the same sums answered without the steps) and
-:func:`calculator_answers` (the same sums handed to a calculator tool, :mod:`llmkb.sft.tools`),
-scored by :func:`tool_accuracy`.
+:func:`group_advantages` (what trl's ``GRPOTrainer`` computes from them), :func:`grpo_loss` and
+:func:`train_grpo` (GRPO written out: the trained GPT and a log of rewards per step),
+:func:`train_grpo_trl` (the same through trl's ``GRPOTrainer``, the reference the tests compare
+with), :func:`accuracy` (share of right answers, greedy or sampled), :func:`direct_answers` (the
+same sums answered without the steps) and :func:`calculator_answers` (the same sums handed to a
+calculator tool, :mod:`llmkb.sft.tools`), scored by :func:`tool_accuracy`.
 
 GRPO (Group Relative Policy Optimization, DeepSeekMath; used for DeepSeek-R1) is policy-gradient RL
 without a value network. For each prompt it samples a group of G answers, scores each with the
@@ -24,20 +25,26 @@ is why RL works best where answers can be checked: sums, code with tests.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import math
+import random
 import re
 import tempfile
 
 import torch
+from tqdm.auto import tqdm
 
 from llmkb.device import pick_device
 from llmkb.evaluate.tasks import extract_answer, normalize
-from llmkb.inference.chat import replies_per_prompt
+from llmkb.inference.chat import replies_per_prompt, replies_with_ids
 from llmkb.model.gpt import GPT
 from llmkb.rl.config import GRPOSettings
+from llmkb.rl.ppo import masked_mean, policy_loss, token_logprobs
 from llmkb.sft.evaluate import prompt_of
+from llmkb.sft.masking import IGNORE, collate
+from llmkb.training import stop_if_not_finite
 
 # The shape of llmkb.sft.data.worked_addition: column steps ("Tens: 4 + 8 + 1 = 13, write 3, carry 1."),
 # an optional "The carry 1 goes in front.", then the answer line.
@@ -284,6 +291,139 @@ def train_grpo_trl(
         row["completion_length"] = entry.get("completions/mean_length")
         log.append(row)
     return from_hf(trained.float()).eval(), log
+
+
+# --------------------------------------------------------------------------- GRPO written out
+
+
+def grpo_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float = 0.2,
+    beta: float = 0.0,
+    ref_logp: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict]:
+    """GRPO's loss on one batch of answers: PPO's clipped surrogate with one advantage per answer, plus the KL term.
+
+    ``logp``, ``old_logp``, ``ref_logp``, ``mask``: ``(N, T)`` per answer token (the policy now, when
+    the answers were sampled, the frozen reference); ``advantages``: ``(N,)`` (:func:`group_advantages`),
+    the same for every token of an answer. Per token ``-min(ratio A, clip(ratio, 1 - c, 1 + c) A)``
+    (:func:`llmkb.rl.ppo.policy_loss`) plus ``beta`` times the KL estimate
+    ``exp(ref - logp) - (ref - logp) - 1`` (never negative), weighted by the same ratio because the
+    answers were sampled from the old policy (trl's ``use_bias_correction_kl``); averaged over every
+    answer token of the batch, so a long answer weighs more than a short one: trl's default
+    ``loss_type="dapo"``. Returns ``(loss, {"clipfrac", "kl"})``, ``kl`` the mean estimate.
+    """
+    loss, clipfrac = policy_loss(logp, old_logp, advantages[:, None], mask, clip)
+    stats = {"clipfrac": clipfrac.item()}
+    if beta > 0:
+        gap = ref_logp - logp
+        kl = torch.exp(gap) - gap - 1
+        loss = loss + beta * masked_mean(kl * torch.exp(logp - old_logp), mask)
+        stats["kl"] = masked_mean(kl, mask).item()
+    return loss, stats
+
+
+def rewards_of(funcs: list, rows: list[dict], texts: list[str]) -> torch.Tensor:
+    """``(len(funcs), N)``: each reward function on the answers ``texts`` to ``rows`` (called as trl calls them)."""
+    completions = [[{"role": "assistant", "content": t}] for t in texts]
+    prompts = [r["prompt"] for r in rows]
+    columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}
+    return torch.tensor([f(prompts=prompts, completions=completions, **columns) for f in funcs], dtype=torch.float32)
+
+
+def train_grpo(
+    model: GPT,
+    tokenizer,
+    records: list[dict],
+    settings: GRPOSettings,
+    reward_funcs: list | None = None,
+    evaluate=None,
+    eval_every: int = 0,
+) -> tuple[GPT, list[dict]]:
+    """GRPO on ``records``, our loop: the same steps and defaults as :func:`train_grpo_trl`, written out.
+
+    Each batch: ``prompts_per_step`` prompts, each answered ``group_size`` times by sampling; the
+    rewards (summed over ``reward_funcs``) become advantages within each group; then
+    ``updates_per_batch`` optimizer steps on :func:`grpo_loss` (AdamW without weight decay, the
+    learning rate decaying linearly to 0, gradients clipped to norm 1: the HF Trainer's defaults,
+    which trl uses). A group whose answers all score the same teaches nothing (zero advantages,
+    no division by zero): the log counts such groups. The log has per step: loss, the mean and std
+    of the summed reward, each reward's mean, ``zero_advantage_groups``, the KL to the SFT model
+    (when ``beta > 0``), the clipped fraction and the mean answer length in tokens; and, every
+    ``eval_every`` steps and after the last, what ``evaluate(policy)`` returns (a dict, e.g. held-out
+    accuracy), with the policy in eval mode.
+    """
+    if not records:
+        raise ValueError("no prompts to run GRPO on")
+    device = pick_device(settings.device)
+    torch.manual_seed(settings.seed)
+    funcs = [checked(f) for f in reward_funcs or [correctness, formatting]]
+    policy = model.to(device).train()
+    reference = copy.deepcopy(policy).eval().requires_grad_(False) if settings.beta > 0 else None
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=settings.lr, weight_decay=0.0)
+    decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / settings.max_steps)
+    rows, G = as_prompts(records), settings.group_size
+    rng = random.Random(f"grpo:{settings.seed}")
+    log: list[dict] = []
+    bar = tqdm(range(settings.max_steps), desc="grpo", unit="step", disable=not settings.progress)
+    for step in bar:
+        if step % settings.updates_per_batch == 0:  # sample a fresh batch of groups
+            batch = [row for row in rng.sample(rows, min(settings.prompts_per_step, len(rows))) for _ in range(G)]
+            policy.eval()
+            replies = replies_with_ids(
+                policy,
+                tokenizer,
+                [r["prompt"] for r in batch],
+                settings.max_new_tokens,
+                temperature=settings.temperature,
+                seed=settings.seed * 100_003 + step,
+            )
+            policy.train()
+            rewards = rewards_of(funcs, batch, [r["text"] for r in replies])  # (funcs, N)
+            total = rewards.sum(0)
+            advantages = group_advantages(total, G).to(device)
+            encoded = [
+                {
+                    "input_ids": r["prompt_ids"] + r["reply_ids"],
+                    "labels": [IGNORE] * len(r["prompt_ids"]) + r["reply_ids"],
+                }
+                for r in replies
+            ]
+            ids, labels, _ = (t.to(device) for t in collate(encoded, tokenizer.pad_token_id))
+            mask = labels[:, 1:] != IGNORE  # (N, T-1): positions whose next token is an answer token
+            with torch.no_grad():
+                old_logp = token_logprobs(policy, ids, labels, temperature=settings.temperature)
+                ref_logp = (
+                    token_logprobs(reference, ids, labels, temperature=settings.temperature) if reference else None
+                )
+        logp = token_logprobs(policy, ids, labels, temperature=settings.temperature)
+        loss, stats = grpo_loss(logp, old_logp, advantages, mask, beta=settings.beta, ref_logp=ref_logp)
+        stop_if_not_finite(loss.item(), f"GRPO step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        optimizer.step()
+        decay.step()
+        record = {
+            "step": step + 1,
+            "loss": round(loss.item(), 6),
+            "reward": round(total.mean().item(), 4),
+            "reward_std": round(total.std().item(), 4),
+            **{f.__name__: round(r.mean().item(), 4) for f, r in zip(funcs, rewards, strict=True)},
+            "zero_advantage_groups": int((total.view(-1, G).std(1) == 0).sum()),
+            "completion_length": round(mask.sum(1).float().mean().item(), 2),
+            **{k: round(v, 6) for k, v in stats.items()},
+        }
+        if evaluate is not None and ((eval_every and (step + 1) % eval_every == 0) or step + 1 == settings.max_steps):
+            record.update(evaluate(policy.eval()))
+            policy.train()
+        log.append(record)
+        bar.set_postfix(reward=record["reward"], length=record["completion_length"])
+    bar.close()
+    return policy.eval(), log
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -52,10 +52,12 @@ class Critic(nn.Module):
         return self.head(self.backbone.hidden_states(idx)).squeeze(-1)  # (B, T)
 
 
-def token_logprobs(model: GPT, ids: torch.Tensor, labels: torch.Tensor, with_entropy: bool = False):
+def token_logprobs(
+    model: GPT, ids: torch.Tensor, labels: torch.Tensor, with_entropy: bool = False, temperature: float = 1.0
+):
     """log p(token t+1 | tokens <= t) at every position ``(B, T-1)`` (0 where ``labels`` is -100), optionally
-    the entropy."""
-    logits = model(ids[:, :-1])[0].float()  # (B, T-1, V)
+    the entropy. ``temperature`` divides the logits first: the probabilities the tokens were sampled with."""
+    logits = model(ids[:, :-1])[0].float() / temperature  # (B, T-1, V)
     targets = labels[:, 1:]
     logp_all = F.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (targets != IGNORE)
