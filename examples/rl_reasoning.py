@@ -142,20 +142,21 @@ assert tied.abs().max() == 0
 # --8<-- [start:grpo]
 from llmkb.rl.stage import plot_grpo
 
-settings = config.grpo()  # what the stage passed to train_grpo_trl (and on to trl's GRPOConfig)
+settings = config.grpo()  # what the stage passed to train_grpo
 print({k: v for k, v in dataclasses.asdict(settings).items() if k not in ("device", "progress")})
 print(
     f"{settings.prompts_per_step} sums x {settings.group_size} answers = "
     f"{settings.prompts_per_step * settings.group_size} sampled answers per step, "
     f"{metrics['grpo_s_per_step']:.1f} s per step here"
 )
-log = list(read_jsonl(grpo_dir / "log.jsonl"))  # trl's log, one row per step
+log = list(read_jsonl(grpo_dir / "log.jsonl"))  # one row per step
 ctx.save_figure("rewards.png", plot_grpo(log))
 for i in sorted({0, 1, 2, len(log) // 2, len(log) - 2, len(log) - 1} & set(range(len(log)))):
     row = log[i]
     print(
         f"step {row['step']:>3}: correctness {row['correctness']:.3f}  format {row['formatting']:.3f}  "
         f"reward std {row['reward_std']:.3f}  answer length {row['completion_length']:.1f} tokens"
+        + (f"  held-out greedy {row['held_out_greedy']:.0%}" if "held_out_greedy" in row else "")
     )
 # --8<-- [end:grpo]
 assert len(log) == metrics["grpo_steps"] == config.grpo_steps

@@ -104,6 +104,7 @@ class GRPOSettings:
     prompts_per_step: int = 4  # prompts per optimizer step: a step trains on prompts_per_step * group_size answers
     max_new_tokens: int = 96  # longest answer sampled; a 3-digit worked sum is about 90 character tokens
     lr: float = 1e-5  # RL moves a model that already works: far below SFT's rate
+    warmup_steps: int = 0  # the rate rises linearly from 0 over these steps, then decays linearly to 0 (HF's schedule)
     max_steps: int = 100  # optimizer steps; fresh answers are sampled every `updates_per_batch` of them
     updates_per_batch: int = 1  # trl's num_iterations: optimizer steps on each sampled batch (clipped ratio, as PPO)
     beta: float = (
@@ -117,7 +118,7 @@ class GRPOSettings:
     def __post_init__(self) -> None:
         require(self, "group_size", self.group_size >= 2, ">= 2 (the advantage compares answers within a group)")
         positive(self, "prompts_per_step", "max_new_tokens", "lr", "max_steps", "updates_per_batch", "temperature")
-        non_negative(self, "beta")
+        non_negative(self, "beta", "warmup_steps")
 
 
 @dataclass
@@ -144,7 +145,10 @@ class SumsConfig:
     sft_steps: int = 1000
     sft_batch_size: int = 16
     sft_lr: float = 3e-3  # from scratch, so the pretraining-sized rate
-    # -- GRPO (GRPOSettings, passed on to trl's GRPOTrainer)
+    # -- GRPO (GRPOSettings, for our loop llmkb.rl.grpo.train_grpo, or trl's GRPOTrainer with grpo_trainer="trl")
+    grpo_trainer: str = "ours"
+    grpo_eval_every: int = 5  # held-out greedy accuracy (on grpo_eval_sums of the held-out sums) every so many steps
+    grpo_eval_sums: int = 50
     grpo_steps: int = 10  # ~4 s a step on the CPU; measured: neither 30 nor 120 steps changed accuracy beyond noise
     group_size: int = 8
     prompts_per_step: int = 8
@@ -161,6 +165,8 @@ class SumsConfig:
         positive(self, "sft_batch_size", "sft_lr", "grpo_steps", "prompts_per_step", "grpo_lr", "temperature")
         positive(self, "max_new_tokens", "sampled_per_sum")
         require(self, "group_size", self.group_size >= 2, ">= 2 (the advantage compares answers within a group)")
+        require(self, "grpo_trainer", self.grpo_trainer in ("ours", "trl"), "'ours' or 'trl'")
+        positive(self, "grpo_eval_every", "grpo_eval_sums")
 
     def grpo(self) -> GRPOSettings:
         return GRPOSettings(

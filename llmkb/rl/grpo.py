@@ -247,6 +247,7 @@ def train_grpo_trl(
             output_dir=tmp,
             max_steps=settings.max_steps,
             learning_rate=settings.lr,
+            warmup_steps=settings.warmup_steps,
             seed=settings.seed,
             num_generations=settings.group_size,
             max_completion_length=settings.max_new_tokens,
@@ -296,6 +297,7 @@ def train_grpo_trl(
 # --------------------------------------------------------------------------- GRPO written out
 
 
+# --8<-- [start:grpo-loss]
 def grpo_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -324,6 +326,7 @@ def grpo_loss(
         loss = loss + beta * masked_mean(kl * torch.exp(logp - old_logp), mask)
         stats["kl"] = masked_mean(kl, mask).item()
     return loss, stats
+    # --8<-- [end:grpo-loss]
 
 
 def rewards_of(funcs: list, rows: list[dict], texts: list[str]) -> torch.Tensor:
@@ -332,6 +335,19 @@ def rewards_of(funcs: list, rows: list[dict], texts: list[str]) -> torch.Tensor:
     prompts = [r["prompt"] for r in rows]
     columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}
     return torch.tensor([f(prompts=prompts, completions=completions, **columns) for f in funcs], dtype=torch.float32)
+
+
+def linear_schedule(step: int, settings: GRPOSettings) -> float:
+    """The learning rate's factor at ``step``: up from 0 over ``warmup_steps``, then down to 0 at ``max_steps``
+    (transformers' ``get_linear_schedule_with_warmup``, which trl's trainer uses).
+
+    >>> s = GRPOSettings(max_steps=10, warmup_steps=2)
+    >>> [round(linear_schedule(i, s), 3) for i in (0, 1, 2, 6, 10)]
+    [0.0, 0.5, 1.0, 0.5, 0.0]
+    """
+    if step < settings.warmup_steps:
+        return step / settings.warmup_steps
+    return max(0.0, (settings.max_steps - step) / max(1, settings.max_steps - settings.warmup_steps))
 
 
 def train_grpo(
@@ -348,8 +364,8 @@ def train_grpo(
     Each batch: ``prompts_per_step`` prompts, each answered ``group_size`` times by sampling; the
     rewards (summed over ``reward_funcs``) become advantages within each group; then
     ``updates_per_batch`` optimizer steps on :func:`grpo_loss` (AdamW without weight decay, the
-    learning rate decaying linearly to 0, gradients clipped to norm 1: the HF Trainer's defaults,
-    which trl uses). A group whose answers all score the same teaches nothing (zero advantages,
+    learning rate of :func:`linear_schedule`, gradients clipped to norm 1: the HF Trainer's
+    defaults, which trl uses). A group whose answers all score the same teaches nothing (zero advantages,
     no division by zero): the log counts such groups. The log has per step: loss, the mean and std
     of the summed reward, each reward's mean, ``zero_advantage_groups``, the KL to the SFT model
     (when ``beta > 0``), the clipped fraction and the mean answer length in tokens; and, every
@@ -364,11 +380,12 @@ def train_grpo(
     policy = model.to(device).train()
     reference = copy.deepcopy(policy).eval().requires_grad_(False) if settings.beta > 0 else None
     optimizer = torch.optim.AdamW(policy.parameters(), lr=settings.lr, weight_decay=0.0)
-    decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / settings.max_steps)
+    decay = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(linear_schedule, settings=settings))
     rows, G = as_prompts(records), settings.group_size
     rng = random.Random(f"grpo:{settings.seed}")
     log: list[dict] = []
     bar = tqdm(range(settings.max_steps), desc="grpo", unit="step", disable=not settings.progress)
+    # --8<-- [start:grpo-step]
     for step in bar:
         if step % settings.updates_per_batch == 0:  # sample a fresh batch of groups
             batch = [row for row in rng.sample(rows, min(settings.prompts_per_step, len(rows))) for _ in range(G)]
@@ -407,6 +424,7 @@ def train_grpo(
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         optimizer.step()
         decay.step()
+        # --8<-- [end:grpo-step]
         record = {
             "step": step + 1,
             "loss": round(loss.item(), 6),

@@ -94,7 +94,8 @@ def build_preferences(
     """Sample ``k`` replies per question, score them with the labeler, turn each ranking into pairs.
 
     Returns the pairs and what they cost: ``judgements`` (replies the labeler scored, k per prompt:
-    the notes' "1,000 prompts x 5 rollouts" arithmetic) and the mean true score of the samples.
+    the notes' "1,000 prompts x 5 rollouts" arithmetic), the mean true score of the samples and the
+    samples themselves (``groups``: per question, k pairs of reply and score).
     """
     if not records:
         raise ValueError("no prompts to sample replies for")
@@ -105,17 +106,19 @@ def build_preferences(
     replies = respond(
         model, tokenizer, [p for p in prompts for _ in range(k)], max_new_tokens, temperature=temperature, seed=seed
     )
-    pairs, scores_all = [], []
+    pairs, scores_all, groups = [], [], []
     for n, (record, prompt) in enumerate(zip(records, prompts, strict=True)):
         batch = replies[n * k : (n + 1) * k]
         scores = [true_score(record, text, ended) for text, ended in batch]
         scores_all += scores
+        groups.append([(text, score) for (text, _), score in zip(batch, scores, strict=True)])
         pairs += rank_to_pairs(prompt, [text for text, _ in batch], scores)
     return pairs, {
         "prompts": len(records),
         "judgements": len(records) * k,
         "pairs": len(pairs),
         "mean_true_score": round(sum(scores_all) / len(scores_all), 4),
+        "groups": groups,  # per question, its k (reply, labeler's score)
     }
 
 

@@ -246,6 +246,64 @@ def evaluate(
     }
 
 
+@torch.no_grad()
+def score_replies(
+    model: RewardModel, tokenizer, prompts: list[list[dict]], replies: list[str], device: str, batch_size: int = 32
+) -> list[float]:
+    """The reward model's score of each reply to its prompt (a conversation too long for the context raises)."""
+    model.eval()
+    rows = [
+        tokenize_conversation(tokenizer, list(p) + [{"role": "assistant", "content": r}], model.config.context)
+        for p, r in zip(prompts, replies, strict=True)
+    ]
+    scores = []
+    for start in range(0, len(rows), batch_size):
+        ids, _, mask = collate(rows[start : start + batch_size], tokenizer.pad_token_id)
+        with autocast(device):
+            scores += model(ids.to(device), mask.to(device)).tolist()
+    return scores
+
+
+def discriminator_generator_gap(
+    model: RewardModel, tokenizer, prompts: list[list[dict]], groups: list[list[tuple[str, float]]], device: str
+) -> dict:
+    """Judging against generating: is the reward model's favourite of k sampled replies one the labeler likes best?
+
+    ``groups``: per prompt, k sampled replies with the labeler's scores (``build_preferences``'s).
+    Only prompts whose replies the labeler does not score all alike count (a tie makes every pick
+    "best"); :func:`pick_rates` does the counting.
+    """
+    informative = [(p, g) for p, g in zip(prompts, groups, strict=True) if len({s for _, s in g}) > 1]
+    flat = [(p, text) for p, g in informative for text, _ in g]
+    scores = score_replies(model, tokenizer, [p for p, _ in flat], [t for _, t in flat], device) if flat else []
+    return pick_rates([g for _, g in informative], scores)
+
+
+def pick_rates(groups: list[list[tuple[str, float]]], model_scores: list[float]) -> dict:
+    """``picks_best``: the share of groups where the reply with the highest ``model_scores`` is one of the
+    labeler's best; ``sample_best``: the share of all replies that are one of their group's best, i.e. how
+    often the policy gets a best reply by sampling once. ``model_scores`` run over the groups' replies in order.
+
+    The first above the second is the gap RLHF lives on (the notes' point: judging is easier than
+    generating): picking the best of k with the reward model beats drawing one.
+
+    Examples:
+        >>> pick_rates([[("a", 1.0), ("b", 3.0), ("c", 1.0)], [("d", 2.0), ("e", 0.0)]], [0.1, 0.9, 0.2, -1.0, 0.5])
+        {'picks_best': 0.5, 'sample_best': 0.4, 'questions': 2}
+    """
+    if not groups:
+        return {"picks_best": None, "sample_best": None, "questions": 0}
+    picks = best_samples = start = 0
+    for group in groups:
+        mine = model_scores[start : start + len(group)]
+        start += len(group)
+        best = max(score for _, score in group)
+        picks += group[max(range(len(group)), key=mine.__getitem__)][1] == best
+        best_samples += sum(score == best for _, score in group)
+    n = len(groups)
+    return {"picks_best": round(picks / n, 4), "sample_best": round(best_samples / start, 4), "questions": n}
+
+
 # ----------------------------------------------------------------------------------------------
 # training
 

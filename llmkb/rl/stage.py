@@ -11,7 +11,8 @@ In: ``runs/<run>/sft/`` (the SFT model and its conversations). Out:
 - ``grpo/``: three small models trained on sums only, ``steps/model`` (column addition written out),
   ``direct/model`` (the bare answer) and ``calc/model`` (a call to the calculator tool, then its
   result: :mod:`llmkb.sft.tools`), their ``sft_log.jsonl``; ``model/`` (the steps model after
-  GRPO through trl) and ``log.jsonl`` (trl's rewards per step), ``grpo.png``.
+  GRPO, :func:`llmkb.rl.grpo.train_grpo`) and ``log.jsonl`` (rewards, answer length and, every few
+  steps, held-out accuracy per step), ``grpo.png``.
 
 The reward, PPO and DPO stages score their model against the SFT model on held-out questions with
 the scripted labeler (:func:`llmkb.rl.preferences.win_rate`): the number the reward model only
@@ -87,8 +88,10 @@ def load_pairs(run_dir: RunDir, split: str) -> list[dict]:
 
 
 def run_reward(config: RewardConfig, run_dir: RunDir) -> dict:
+    from llmkb.device import pick_device
     from llmkb.rl.preferences import build_preferences
-    from llmkb.rl.reward import save_reward_model, train_reward_model
+    from llmkb.rl.reward import discriminator_generator_gap, save_reward_model, train_reward_model
+    from llmkb.sft.evaluate import prompt_of
 
     out = run_dir.stage("reward")
     model, tokenizer = sft_model(run_dir)
@@ -100,6 +103,11 @@ def run_reward(config: RewardConfig, run_dir: RunDir) -> dict:
     reward, log, summary = train_reward_model(model, tokenizer, pairs, test_pairs, config)
     write_jsonl(out / "log.jsonl", log)
     save_reward_model(reward, tokenizer, out / "model")
+    # Judging vs generating, on the held-out questions' samples (the reward model never trained on them).
+    device = pick_device(config.device)
+    gap = discriminator_generator_gap(
+        reward.to(device), tokenizer, [prompt_of(r) for r in test_q], test_stats["groups"], device
+    )
     return {
         "prompts": stats["prompts"],
         "judgements": stats["judgements"] + test_stats["judgements"],
@@ -110,6 +118,9 @@ def run_reward(config: RewardConfig, run_dir: RunDir) -> dict:
         "test_accuracy": summary["test_accuracy"],
         "steps": summary["steps"],
         "s_per_step": summary["s_per_step"],
+        "best_of_k_picks_best": gap["picks_best"],
+        "best_of_k_sample_best": gap["sample_best"],
+        "best_of_k_questions": gap["questions"],
     }
 
 
@@ -195,22 +206,37 @@ def sums(config: SumsConfig) -> tuple[list[dict], list[dict]]:
 
 
 def plot_grpo(log: list[dict], path: Path | None = None):
-    """trl's mean rewards per GRPO step: correctness and format, each between 0 and 1."""
+    """Per GRPO step: the sampled answers' rewards (correctness, format) and, where measured, held-out accuracy;
+    beside it the answers' mean length in tokens."""
     from llmkb.plots import finish, subplots
 
-    fig, ax = subplots(figsize=(6, 3.2))
+    fig, axes = subplots(1, 2, figsize=(10, 3.2))
+    ax, ax_len = axes
     steps = [r["step"] for r in log]
-    ax.plot(steps, [r["correctness"] for r in log], label="right answer (sampled)")
+    ax.plot(steps, [r["correctness"] for r in log], label="right answer (sampled, training sums)")
     ax.plot(steps, [r["formatting"] for r in log], label="worked-steps format")
-    ax.set(xlabel="GRPO step", ylabel="share of the step's answers", ylim=(-0.02, 1.02), title="GRPO rewards")
-    return finish(fig, ax, path)
+    measured = [r for r in log if "held_out_greedy" in r]
+    if measured:
+        ax.plot([r["step"] for r in measured], [r["held_out_greedy"] for r in measured], "o-", label="held-out, greedy")
+    ax.set(xlabel="GRPO step", ylabel="share right", ylim=(-0.02, 1.02), title="GRPO rewards and accuracy")
+    ax_len.plot(steps, [r["completion_length"] for r in log])
+    ax_len.set(xlabel="GRPO step", ylabel="tokens", title="mean answer length")
+    return finish(fig, axes, path)
 
 
 def run_grpo(config: SumsConfig, run_dir: RunDir) -> dict:
     import time
 
     from llmkb.model.hf import save_pretrained
-    from llmkb.rl.grpo import accuracy, calculator_answers, direct_answers, sums_model, tool_accuracy, train_grpo_trl
+    from llmkb.rl.grpo import (
+        accuracy,
+        calculator_answers,
+        direct_answers,
+        sums_model,
+        tool_accuracy,
+        train_grpo,
+        train_grpo_trl,
+    )
     from llmkb.sft.config import SFTConfig
     from llmkb.sft.tools import add_tool_tokens
     from llmkb.sft.train import fine_tune
@@ -259,7 +285,17 @@ def run_grpo(config: SumsConfig, run_dir: RunDir) -> dict:
         before, tokenizer, test, config.max_new_tokens, config.sampled_per_sum, config.temperature
     )
     t0 = time.perf_counter()
-    policy, log = train_grpo_trl(before, tokenizer, train, config.grpo())
+    if config.grpo_trainer == "trl":
+        policy, log = train_grpo_trl(before, tokenizer, train, config.grpo())
+    else:
+        watched = test[: config.grpo_eval_sums]
+
+        def held_out(policy) -> dict:  # greedy accuracy on a slice of the held-out sums, during training
+            return {"held_out_greedy": accuracy(policy, tokenizer, watched, config.max_new_tokens)}
+
+        policy, log = train_grpo(
+            before, tokenizer, train, config.grpo(), evaluate=held_out, eval_every=config.grpo_eval_every
+        )
     metrics["grpo_s_per_step"] = round((time.perf_counter() - t0) / max(len(log), 1), 3)
     write_jsonl(out / "log.jsonl", log)
     plot_grpo(log, out / "grpo.png")
