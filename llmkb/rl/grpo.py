@@ -342,8 +342,8 @@ def linear_schedule(step: int, settings: GRPOSettings) -> float:
     (transformers' ``get_linear_schedule_with_warmup``, which trl's trainer uses).
 
     >>> s = GRPOSettings(max_steps=10, warmup_steps=2)
-    >>> [round(linear_schedule(i, s), 3) for i in (0, 1, 2, 6, 10)]
-    [0.0, 0.5, 1.0, 0.5, 0.0]
+    >>> print(*(round(linear_schedule(i, s), 3) for i in (0, 1, 2, 6, 10)))
+    0.0 0.5 1.0 0.5 0.0
     """
     if step < settings.warmup_steps:
         return step / settings.warmup_steps
